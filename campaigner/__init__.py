@@ -1,0 +1,8 @@
+"""campaigner: bulk chat-app campaigns from a spreadsheet through Alibaba Cloud CAMS."""
+
+from __future__ import annotations
+
+from campaigner.errors import CampaignerError
+from campaigner.outcomes import Status
+
+__all__ = ("CampaignerError", "Status")

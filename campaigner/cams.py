@@ -1,0 +1,187 @@
+"""The SendChatappMessage wire mapping, pure.
+
+What the official SDK puts on the wire (reference/cams-wire.md §3): every parameter in
+the query under its API name; ``TemplateParams``, ``Payload``, ``ProductAction`` and
+``FlowAction`` as compact JSON (no spaces, non-ASCII kept); integers as decimal text;
+``Content`` as the caller's JSON string. ``parse_reply`` classifies an answer once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = (
+    "ACCOUNT_ERROR_CODES",
+    "Reply",
+    "ReplyKind",
+    "build_query",
+    "classify_reply",
+    "compact_json",
+)
+
+
+def compact_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _drop_none(value: Any) -> Any:
+    # The SDK would send JSON null for None; an empty cell must not become "null".
+    if isinstance(value, Mapping):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value if v is not None]
+    return value
+
+
+def _product_action(value: Mapping[str, Any]) -> dict[str, Any]:
+    # SDK model order is alphabetical and "Sections" is always present.
+    sections = []
+    for section in value.get("Sections", []):
+        items = [{k: item[k] for k in sorted(item)} for item in section.get("ProductItems", [])]
+        entry: dict[str, Any] = {}
+        if "ProductItems" in section:
+            entry["ProductItems"] = items
+        for key in sorted(section):
+            if key != "ProductItems":
+                entry[key] = section[key]
+        sections.append(dict(sorted(entry.items())))
+    out: dict[str, Any] = {"Sections": sections}
+    for key in sorted(value):
+        if key != "Sections":
+            out[key] = value[key]
+    return dict(sorted(out.items()))
+
+
+def _flow_action(value: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "FlowActionData" in value:
+        out["FlowActionData"] = value["FlowActionData"]
+    for key in sorted(value):
+        if key != "FlowActionData":
+            out[key] = value[key]
+    return out
+
+
+def build_query(message: Mapping[str, Any]) -> dict[str, str]:
+    """The query parameters for one call, in the SDK's (alphabetical) order."""
+    query: dict[str, str] = {}
+    for name in sorted(message):
+        value = _drop_none(message[name])
+        if value is None:
+            continue
+        if name == "TemplateParams":
+            query[name] = compact_json({k: str(v) for k, v in value.items()})
+        elif name == "Payload":
+            query[name] = compact_json([str(v) for v in value])
+        elif name == "ProductAction":
+            query[name] = compact_json(_product_action(value))
+        elif name == "FlowAction":
+            query[name] = compact_json(_flow_action(value))
+        elif name == "Content":
+            query[name] = value if isinstance(value, str) else compact_json(value)
+        else:
+            query[name] = str(value)
+    return query
+
+
+class ReplyKind(StrEnum):
+    """How one answer settles a row (reliability.md §2.3)."""
+
+    SENT = "sent"  # 200 + Code OK
+    FAILED = "failed"  # the row itself was rejected: final, not retried
+    RETRY = "retry"  # provably not accepted (throttling, 503): safe to send again
+    UNKNOWN = "unknown"  # may have been accepted: never resent automatically
+    ACCOUNT = "account"  # the account/credentials are refused: stop the run
+
+
+# Codes that no row can get past: stop the run at once.
+ACCOUNT_ERROR_CODES = frozenset(
+    {
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidSecurityToken.Expired",
+        "InvalidSecurityToken.Malformed",
+        "InvalidSecurityToken.MismatchWithAccessKey",
+        "Ram.PermissionDeny",
+        "Forbidden.RAM",
+        "NoPermission",
+        "Product.Unsubscript",
+        "Unknown.ResourceOwnerId",
+        "Authentication.NoAuth",
+        "InvalidTimeStamp.Expired",
+        "SignatureNonceUsed",
+        "MissingAccessKeyId",
+    }
+)
+_THROTTLE_CODES = frozenset(
+    {"System.LimitControl", "Throttling", "Throttling.User", "Throttling.Api"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    kind: ReplyKind
+    message_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    retry_after_s: float | None = None  # from x-acs-retry-after (milliseconds on the wire)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get("x-acs-retry-after")
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        return None
+    return ms / 1000 if ms > 0 else None
+
+
+def classify_reply(status: int, headers: Mapping[str, str], body: bytes) -> Reply:
+    """Classify one HTTP answer to SendChatappMessage. ``headers`` keys are lowercase."""
+    retry_after = _retry_after(headers)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        if status == 200 or status >= 500 and status != 503:
+            # A 200 we cannot read, or a server error after the request arrived: ambiguous.
+            return Reply(ReplyKind.UNKNOWN, code=f"HTTP{status}", message="unreadable answer")
+        if status in (429, 503) or retry_after is not None:
+            return Reply(ReplyKind.RETRY, code=f"HTTP{status}", retry_after_s=retry_after)
+        return Reply(ReplyKind.FAILED, code=f"HTTP{status}", message="unreadable error answer")
+    code = str(data.get("Code") or "") or None
+    message = data.get("Message")
+    request_id = data.get("RequestId")
+    fields = {
+        "code": code,
+        "message": str(message) if message is not None else None,
+        "request_id": str(request_id) if request_id is not None else None,
+    }
+    if status == 200:
+        if code == "OK":
+            message_id = data.get("MessageId")
+            if not message_id:
+                return Reply(ReplyKind.UNKNOWN, **fields)
+            return Reply(ReplyKind.SENT, message_id=str(message_id), **fields)
+        if code is None:
+            return Reply(ReplyKind.UNKNOWN, **fields)
+    if code in _THROTTLE_CODES or status == 429 or retry_after is not None:
+        return Reply(ReplyKind.RETRY, retry_after_s=retry_after, **fields)
+    if code in ACCOUNT_ERROR_CODES or status in (401, 403):
+        return Reply(ReplyKind.ACCOUNT, **fields)
+    if status == 503:
+        return Reply(ReplyKind.RETRY, **fields)
+    if status >= 500:
+        return Reply(ReplyKind.UNKNOWN, **fields)
+    return Reply(ReplyKind.FAILED, **fields)

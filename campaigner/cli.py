@@ -1,0 +1,500 @@
+"""The command line: parses options, calls the library, prints, maps errors to exit codes.
+
+Exit codes: 0 every row sent (or would be); 3 finished but some rows were not;
+1 the run could not happen or was aborted; 2 usage error; 130 stopped by a signal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from functools import partial, wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from campaigner.client import DEFAULT_ENDPOINT, CamsClient
+from campaigner.config import load_campaign
+from campaigner.errors import CampaignerError
+from campaigner.journal import RunLock
+from campaigner.outcomes import Status
+from campaigner.pool import PoolStats
+from campaigner.preview import PreviewResult, run_preview
+from campaigner.reconcile import ReconcileResult, reconcile_rows
+from campaigner.runs import Tally, private_umask
+from campaigner.sending import (
+    SendOptions,
+    SendResult,
+    open_run,
+    rebuild_report,
+    rebuild_run_report,
+    run_send,
+)
+from campaigner.signing import Credentials
+from campaigner.simulator import Fault, FaultPlan, Simulator, SimulatorConfig, run_forever, serve
+
+__all__ = ("cli", "main")
+
+EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = EXIT_ABORTED) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Catch run-level errors once: a clear message and an exit code, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CampaignerError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs full URLs at INFO; our URLs carry message parameters.
+    for name in ("httpx", "httpcore", "aiohttp.access", "hpack"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def print_tally(tally: Tally, *, head: str) -> None:
+    click.echo(f"  {'rows read':<14}{_n(tally.rows):>12}")
+    click.echo(f"  {head:<14}{_n(tally.count(Status(head.replace(' ', '_')))):>12}")
+    for status in Status:
+        count = tally.count(status)
+        if status.value == head.replace(" ", "_") or not count:
+            continue
+        click.echo(f"  {status.value.replace('_', ' '):<14}{_n(count):>12}")
+        if status in (Status.INVALID, Status.FAILED):
+            for entry in tally.as_dict()["invalid_reasons"][:10]:
+                rows = ", ".join(str(r) for r in entry["first_rows"])
+                more = ", …" if entry["count"] > len(entry["first_rows"]) else ""
+                click.echo(f"      {entry['count']:>6} × {entry['reason']} (rows {rows}{more})")
+
+
+def _print_preview(result: PreviewResult) -> None:
+    click.echo(f"Preview of {result.input_path}")
+    print_tally(result.tally, head="would send")
+    click.echo(
+        f"  estimated send time at {result.qps}/s: {_duration(result.estimated_send_seconds)}"
+    )
+    if result.examples:
+        click.echo("First rendered calls (recipient masked):")
+        for query in result.examples:
+            click.echo("  " + json.dumps(query, ensure_ascii=False))
+    click.echo(f"Report: {result.run_dir / 'report.csv'}")
+    rate = result.tally.rows / max(result.seconds, 1e-9)
+    click.echo(f"Done in {result.seconds:.2f} s ({rate:,.0f} rows/s)")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="campaigner")
+def cli() -> None:
+    """Send chat-app campaigns (WhatsApp, Messenger, Instagram, Viber) from a spreadsheet
+    through Alibaba Cloud Chat App Message Service."""
+    private_umask()
+
+
+campaign_arg = click.argument("campaign_file", type=click.Path(dir_okay=False, path_type=Path))
+input_opt = click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Recipient list (CSV or XLSX); overrides `input` in the campaign file.",
+)
+out_opt = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Folder that receives one sub-folder per run.",
+)
+format_opt = click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(["auto", "csv", "xlsx"]),
+    default="auto",
+    show_default=True,
+    help="Report format besides report.csv: auto gives report.xlsx for XLSX input.",
+)
+
+
+def _want_xlsx(report_format: str) -> bool | None:
+    return None if report_format == "auto" else report_format == "xlsx"
+
+
+@cli.command()
+@campaign_arg
+@input_opt
+@out_opt
+@format_opt
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@handle_errors
+def preview(
+    campaign_file: Path, input_path: Path | None, out: Path, report_format: str, as_json: bool
+) -> None:
+    """Validate and render every row and write the preview report; send nothing."""
+    _setup_logging(False)
+    campaign = load_campaign(campaign_file)
+    for warning in campaign.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    result = run_preview(campaign, input_path=input_path, out=out, xlsx=_want_xlsx(report_format))
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary()}))
+    else:
+        _print_preview(result)
+    sys.exit(EXIT_OK if result.would_send == result.tally.rows else EXIT_INCOMPLETE)
+
+
+# -- send -------------------------------------------------------------------------------
+
+SANDBOX_KEY_ID, SANDBOX_SECRET = "sandbox-access-key", "sandbox-secret"
+
+
+class _Progress:
+    """A live bar on a terminal; a log line every few seconds otherwise (cron)."""
+
+    def __init__(self, live: bool) -> None:
+        self._live = live
+        self._bar: Any = None
+        self._task: Any = None
+        self._last_log = 0.0
+        self._log = logging.getLogger("campaigner.progress")
+
+    def __call__(self, stats: PoolStats, total: int) -> None:
+        now = time.monotonic()
+        elapsed = now - (self._t0 if hasattr(self, "_t0") else now)
+        if not hasattr(self, "_t0"):
+            self._t0 = now
+        rate = stats.done / elapsed if elapsed > 0 else 0.0
+        remaining = max(total - stats.done, 0)
+        eta = _duration(remaining / rate) if rate > 0 else "?"
+        text = (
+            f"sent {stats.sent:,} · failed {stats.failed:,} · unknown {stats.unknown:,} · "
+            f"remaining {remaining:,} · {rate:,.0f} msg/s · ETA {eta}"
+        )
+        if self._live:
+            if self._bar is None:
+                from rich.progress import BarColumn, Progress, TextColumn
+
+                self._bar = Progress(
+                    TextColumn("[bold]sending"),
+                    BarColumn(),
+                    TextColumn("{task.description}"),
+                    transient=False,
+                )
+                self._bar.start()
+                self._task = self._bar.add_task(text, total=max(total, 1))
+            self._bar.update(self._task, completed=stats.done, description=text)
+        elif now - self._last_log >= 5.0:
+            self._last_log = now
+            self._log.info(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False  # never prompt without a terminal: scheduled runs pass --yes
+    return click.confirm(question, default=False, err=True)
+
+
+def _print_send(result: SendResult) -> None:
+    summary = result.summary
+    click.echo(f"Sent campaign {summary['name']} to {summary['endpoint']}")
+    print_tally(result.tally, head="sent")
+    rate = summary.get("achieved_rate")
+    click.echo(
+        f"  requests {summary['requests']:,} (retries {summary['retries']:,}, "
+        f"throttled {summary['throttled']:,})" + (f" · {rate:,.1f} msg/s" if rate else "")
+    )
+    if summary.get("by_code"):
+        codes = ", ".join(f"{k} {v:,}" for k, v in summary["by_code"].items())
+        click.echo(f"  answers by code: {codes}")
+    click.echo(f"Report: {result.run_dir / 'report.csv'}")
+    click.echo(f"Done in {_duration(result.seconds)}")
+
+
+@cli.command()
+@campaign_arg
+@input_opt
+@out_opt
+@format_opt
+@click.option(
+    "--endpoint",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="CAMS endpoint; plain http:// only for a loopback simulator.",
+)
+@click.option("--qps", type=click.IntRange(1, 250), help="Requests per second (≤ 250).")
+@click.option(
+    "--sandbox", is_flag=True, help="Send to a built-in CAMS simulator on a free loopback port."
+)
+@click.option("--yes", "-y", is_flag=True, help="Answer yes to questions (for scheduled runs).")
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Continue the run in this folder; sent, failed and unknown rows are not resent.",
+)
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="With --resume: also resend rows whose outcome is unknown (may duplicate).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@handle_errors
+def send(
+    campaign_file: Path,
+    input_path: Path | None,
+    out: Path,
+    report_format: str,
+    endpoint: str,
+    qps: int | None,
+    sandbox: bool,
+    yes: bool,
+    resume: Path | None,
+    resend_unknown: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Validate every row, then send the valid ones and write the report."""
+    _setup_logging(verbose)
+    campaign = load_campaign(campaign_file)
+    for warning in campaign.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    sandbox_cm = None
+    if sandbox:
+        credentials = Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET)
+        simulator = Simulator(
+            SimulatorConfig(
+                latency_ms=20, jitter_ms=30, credentials={SANDBOX_KEY_ID: SANDBOX_SECRET}
+            )
+        )
+        sandbox_cm = serve(simulator)
+        endpoint = "http://127.0.0.1"
+    else:
+        credentials = Credentials.from_env(os.environ)
+    options = SendOptions(
+        input_path=input_path,
+        out=out,
+        endpoint=endpoint,
+        qps=qps,
+        yes=yes,
+        resume=resume,
+        resend_unknown=resend_unknown,
+        xlsx=_want_xlsx(report_format),
+    )
+    progress = _Progress(live=sys.stderr.isatty() and not as_json)
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    try:
+        result = anyio.run(
+            partial(
+                run_send,
+                campaign,
+                options,
+                credentials=credentials,
+                confirm=_confirm,
+                progress=progress,
+                say=say,
+                sandbox=sandbox_cm,
+            )
+        )
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary}))
+    else:
+        _print_send(result)
+    sys.exit(EXIT_OK if result.all_sent else EXIT_INCOMPLETE)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Fixed latency.")
+@click.option(
+    "--jitter-ms", type=float, default=0.0, show_default=True, help="Random extra latency."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for latency and faults.")
+@click.option("--qps-limit", type=int, default=250, show_default=True, help="Throttle above this.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME=RATE",
+    help="Inject a fault at a rate, e.g. unavailable_503=0.02 (repeatable). Names: "
+    + ", ".join(f.value for f in Fault),
+)
+@click.option(
+    "--fail-recipient",
+    "fail_recipients",
+    multiple=True,
+    metavar="TO=CODE",
+    help="Answer this recipient with a business error code (repeatable).",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append every accepted send to this JSON-lines file.",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="ID=SECRET",
+    help="Accepted AccessKey pair (repeatable); default testAccessKeyId=testAccessKeySecret.",
+)
+@handle_errors
+def sandbox(
+    port: int,
+    latency_ms: float,
+    jitter_ms: float,
+    seed: int,
+    qps_limit: int,
+    faults: tuple[str, ...],
+    fail_recipients: tuple[str, ...],
+    log_path: Path | None,
+    keys: tuple[str, ...],
+) -> None:
+    """Run the CAMS simulator on 127.0.0.1 until Ctrl-C."""
+    _setup_logging(False)
+
+    def pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+        out = {}
+        for value in values:
+            key, sep, val = value.partition("=")
+            if not sep or not key or not val:
+                raise click.BadParameter(f"{value!r} is not {what}")
+            out[key] = val
+        return out
+
+    rates = {k: float(v) for k, v in pairs(faults, "NAME=RATE").items()}
+    try:
+        plan = FaultPlan(rates=rates, fail_recipients=pairs(fail_recipients, "TO=CODE"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    config = SimulatorConfig(
+        latency_ms=latency_ms, jitter_ms=jitter_ms, seed=seed, qps_limit=qps_limit, faults=plan
+    )
+    if keys:
+        config.credentials = pairs(keys, "ID=SECRET")
+    run_forever(
+        config,
+        port,
+        log_path,
+        on_ready=lambda url: click.echo(f"CAMS simulator on {url} (Ctrl-C to stop)", err=True),
+    )
+
+
+# -- report and reconcile ---------------------------------------------------------------
+
+run_dir_arg = click.argument(
+    "run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
+
+
+@cli.command()
+@run_dir_arg
+@format_opt
+@handle_errors
+def report(run_dir: Path, report_format: str) -> None:
+    """Rebuild a run's report from its input and journal (also while it runs)."""
+    _setup_logging(False)
+    tally = rebuild_run_report(run_dir, _want_xlsx(report_format))
+    click.echo(f"Report of {run_dir}")
+    print_tally(tally, head="sent")
+    click.echo(f"Report: {run_dir / 'report.csv'}")
+    sys.exit(EXIT_OK if tally.count(Status.SENT) == tally.rows else EXIT_INCOMPLETE)
+
+
+@cli.command()
+@run_dir_arg
+@click.option(
+    "--endpoint",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="CAMS endpoint; plain http:// only for a loopback simulator.",
+)
+@click.option(
+    "--grace-s",
+    type=click.FloatRange(0),
+    default=600.0,
+    show_default=True,
+    help="Only call a message unsent once this long has passed since its request.",
+)
+@handle_errors
+def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
+    """Settle 'unknown' rows by looking them up with ListChatappMessage."""
+    _setup_logging(False)
+    credentials = Credentials.from_env(os.environ)
+    with RunLock(run_dir):
+        plan, table, journal = open_run(run_dir)
+        try:
+
+            async def settle() -> ReconcileResult:
+                async with CamsClient(credentials, endpoint=endpoint) as client:
+                    return await reconcile_rows(
+                        plan,
+                        table,
+                        journal,
+                        client,
+                        grace_s=grace_s,
+                        say=lambda m: click.echo(m, err=True),
+                    )
+
+            result = anyio.run(settle)
+            want_xlsx = table.kind == "xlsx"
+            tally = rebuild_report(run_dir, plan, table, journal, xlsx=want_xlsx)
+        finally:
+            journal.close()
+    click.echo(
+        f"Reconciled {run_dir}: {result.found_sent} found sent, {result.not_sent} confirmed "
+        f"not sent (a --resume sends them), {result.still_unknown} still unknown, "
+        f"{result.lookup_errors} lookups failed"
+    )
+    print_tally(tally, head="sent")
+    sys.exit(EXIT_OK if not result.still_unknown and not result.lookup_errors else EXIT_INCOMPLETE)
+
+
+def main() -> None:
+    cli()

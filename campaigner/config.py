@@ -1,0 +1,185 @@
+"""The campaign file (TOML): parsing and checking, pure apart from ``load_campaign``.
+
+The campaign file is the interface users script against, so its names are stable:
+top-level ``name``, ``input``, ``sheet``, ``encoding``; a ``[send]`` table; and a
+``[message]`` table holding ``SendChatappMessage`` parameters in the API's own spelling,
+every string of which is a Jinja template rendered against the row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from campaigner.channels import PARAMETERS
+from campaigner.errors import ConfigError
+
+__all__ = (
+    "MAX_QPS",
+    "Campaign",
+    "SendSettings",
+    "closest",
+    "load_campaign",
+    "parse_campaign",
+)
+
+MAX_QPS = 250  # SendChatappMessage's per-account limit
+
+_TOP_KEYS = ("name", "input", "sheet", "encoding", "send", "message")
+_SEND_KEYS = ("qps", "default_region", "max_attempts", "timeout_s")
+# Parameters that hold structures; the rest are scalars (strings or integers).
+_OBJECT_PARAMS = ("TemplateParams", "Payload", "Content", "ProductAction", "FlowAction")
+
+
+@dataclass(frozen=True, slots=True)
+class SendSettings:
+    qps: int = MAX_QPS
+    default_region: str | None = None
+    max_attempts: int = 5  # attempts for answers that provably were not accepted (throttling, 503)
+    timeout_s: float = 15.0  # read timeout per request; a timeout is an `unknown` outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    name: str
+    message: Mapping[str, Any]  # API spelling, values as written in the file (templates)
+    send: SendSettings = field(default_factory=SendSettings)
+    input: Path | None = None  # resolved against the campaign file's folder
+    sheet: str | int | None = None
+    encoding: str | None = None
+    warnings: tuple[str, ...] = ()
+    source: Path | None = None
+
+
+def closest(name: str, candidates: tuple[str, ...] | list[str]) -> str | None:
+    """The candidate a user most likely meant, case-insensitively, or None."""
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+def _unknown_key(key: str, where: str, valid: tuple[str, ...]) -> ConfigError:
+    hint = closest(key, valid)
+    suggestion = f"; did you mean '{hint}'?" if hint else ""
+    return ConfigError(f"unknown key '{key}' in {where}{suggestion}")
+
+
+def _check_keys(table: Mapping[str, Any], where: str, valid: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in valid:
+            raise _unknown_key(key, where, valid)
+
+
+def _parse_send(raw: object) -> SendSettings:
+    if raw is None:
+        return SendSettings()
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[send] must be a table")
+    _check_keys(raw, "[send]", _SEND_KEYS)
+    qps = raw.get("qps", MAX_QPS)
+    if not isinstance(qps, int) or isinstance(qps, bool) or not 1 <= qps <= MAX_QPS:
+        raise ConfigError(f"[send] qps must be a whole number from 1 to {MAX_QPS} (got {qps!r})")
+    region = raw.get("default_region")
+    if region is not None:
+        if not isinstance(region, str) or len(region) != 2 or not region.isalpha():
+            raise ConfigError(
+                f'[send] default_region must be a two-letter country code like "CN" '
+                f"(got {region!r})"
+            )
+        region = region.upper()
+    attempts = raw.get("max_attempts", 5)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
+        raise ConfigError(f"[send] max_attempts must be from 1 to 20 (got {attempts!r})")
+    timeout = raw.get("timeout_s", 15.0)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 1 <= timeout <= 120:
+        raise ConfigError(f"[send] timeout_s must be from 1 to 120 seconds (got {timeout!r})")
+    return SendSettings(
+        qps=qps, default_region=region, max_attempts=attempts, timeout_s=float(timeout)
+    )
+
+
+def _check_value(name: str, value: object) -> None:
+    """Shape checks: templates are strings; structures are tables or arrays."""
+    if name in _OBJECT_PARAMS:
+        if name == "Payload":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError("[message] Payload must be an array of strings")
+        elif name == "Content":
+            if not isinstance(value, str | Mapping | list):
+                raise ConfigError("[message] Content must be a table, an array or a string")
+        elif not isinstance(value, Mapping):
+            raise ConfigError(f"[message] {name} must be a table")
+        return
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ConfigError(f"[message] {name} must be a string or a whole number")
+
+
+def parse_campaign(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Campaign:
+    """Check a parsed campaign mapping and return a Campaign. Pure."""
+    _check_keys(data, "the campaign file", _TOP_KEYS)
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError('the campaign file needs a name, e.g. name = "spring-sale"')
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip())
+    message = data.get("message")
+    if not isinstance(message, Mapping) or not message:
+        raise ConfigError("the campaign file needs a [message] table with the message parameters")
+    valid = tuple(PARAMETERS)
+    warnings: list[str] = []
+    for key, value in message.items():
+        spec = PARAMETERS.get(key)
+        if spec is None:
+            raise _unknown_key(key, "[message]", valid)
+        if spec.deprecated:
+            warnings.append(f"[message] {key} is deprecated by the API; see its documentation")
+        _check_value(key, value)
+    raw_input = data.get("input")
+    input_path: Path | None = None
+    if raw_input is not None:
+        if not isinstance(raw_input, str) or not raw_input:
+            raise ConfigError("input must be a file path string")
+        input_path = Path(raw_input)
+        if base_dir is not None and not input_path.is_absolute():
+            input_path = base_dir / input_path
+    sheet = data.get("sheet")
+    if sheet is not None and (isinstance(sheet, bool) or not isinstance(sheet, str | int)):
+        raise ConfigError("sheet must be a sheet name or a 0-based sheet number")
+    encoding = data.get("encoding")
+    if encoding is not None:
+        if not isinstance(encoding, str):
+            raise ConfigError('encoding must be a string such as "latin-1"')
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise ConfigError(f"unknown encoding {encoding!r}") from None
+    return Campaign(
+        name=safe,
+        message=dict(message),
+        send=_parse_send(data.get("send")),
+        input=input_path,
+        sheet=sheet,
+        encoding=encoding,
+        warnings=tuple(warnings),
+    )
+
+
+def load_campaign(path: Path) -> Campaign:
+    """Read and check a campaign file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"campaign file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read campaign file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    campaign = parse_campaign(data, base_dir=path.resolve().parent)
+    return replace(campaign, source=path)

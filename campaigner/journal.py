@@ -1,0 +1,248 @@
+"""The run journal: one SQLite database per run, the durable record of every row.
+
+Protocol (reliability.md §2.1): a row's ``intent`` is committed (WAL, synchronous=FULL)
+before its request leaves the machine; its outcome is committed after the answer is
+parsed. A row found in ``intent`` when a run starts again may have been delivered, so
+it becomes ``unknown`` and is never resent without ``--resend-unknown``.
+
+States: the report's statuses plus ``pending`` (checked, waiting to be sent) and
+``intent``. A row absent from the journal was never reached and is ``not_attempted``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from campaigner.errors import JournalError
+
+__all__ = (
+    "FINAL_STATES",
+    "Journal",
+    "Outcome",
+    "RunLock",
+    "file_fingerprint",
+)
+
+JOURNAL_NAME = "journal.sqlite"
+LOCK_NAME = "run.lock"
+PENDING, INTENT = "pending", "intent"
+# Rows in these states are never sent again by a resume.
+FINAL_STATES = frozenset({"sent", "failed", "invalid", "duplicate", "unknown"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    row INTEGER PRIMARY KEY,         -- the input row number (header = 1)
+    state TEXT NOT NULL,
+    recipient TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    message_id TEXT,
+    code TEXT,
+    message TEXT,
+    request_id TEXT,
+    error TEXT,
+    intent_at REAL,                  -- wall clock (epoch s) of the last intent
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_state ON rows(state);
+"""
+
+
+def file_fingerprint(path: Path) -> dict[str, str]:
+    """Path, size and SHA-256 of a file: what resume compares to refuse changed input."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return {
+        "path": str(path.resolve()),
+        "size": str(path.stat().st_size),
+        "sha256": digest.hexdigest(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A row's state change after an answer (or a decision not to send)."""
+
+    row: int
+    state: str
+    attempts: int
+    message_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    error: str | None = None
+
+
+class RunLock:
+    """One process per run directory: an exclusive, non-blocking flock."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._path = run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalError(
+                f"another campaigner process is working on {self._path.parent}; "
+                "wait for it to finish (one run at a time)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Journal:
+    """Synchronous SQLite access; the send pool calls it from one worker thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"the run journal {path} is unusable: {exc}") from None
+
+    @classmethod
+    def in_run(cls, run_dir: Path) -> Journal:
+        return cls(run_dir / JOURNAL_NAME)
+
+    @staticmethod
+    def exists_in(run_dir: Path) -> bool:
+        return (run_dir / JOURNAL_NAME).exists()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- metadata ---------------------------------------------------------------------
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
+            )
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    # -- writes -----------------------------------------------------------------------
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def add_rows(self, rows: Iterable[tuple[int, str, str | None, str | None]]) -> None:
+        """Record newly checked rows: (row, state, recipient, error). Existing rows are kept."""
+        now = time.time()
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO rows(row, state, recipient, error, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                ((r, s, to, err, now) for r, s, to, err in rows),
+            )
+
+    def apply(self, intents: Sequence[int], outcomes: Sequence[Outcome]) -> None:
+        """Commit outcomes and intents together, in that order, in one transaction."""
+        now = time.time()
+        with self._tx():
+            if outcomes:
+                self._db.executemany(
+                    "UPDATE rows SET state=?, attempts=?, message_id=?, code=?, message=?, "
+                    "request_id=?, error=?, updated_at=? WHERE row=?",
+                    (
+                        (
+                            o.state,
+                            o.attempts,
+                            o.message_id,
+                            o.code,
+                            o.message,
+                            o.request_id,
+                            o.error,
+                            now,
+                            o.row,
+                        )
+                        for o in outcomes
+                    ),
+                )
+            if intents:
+                self._db.executemany(
+                    "UPDATE rows SET state='intent', intent_at=?, updated_at=? WHERE row=?",
+                    ((now, now, r) for r in intents),
+                )
+
+    def settle_interrupted(self) -> int:
+        """Rows left in ``intent`` by a crash may have been delivered: mark them unknown."""
+        with self._tx():
+            cur = self._db.execute(
+                "UPDATE rows SET state='unknown', code=coalesce(code, 'Interrupted'), "
+                "message='the run stopped while this message was in flight; it may have "
+                "been delivered (run `campaigner reconcile`)', updated_at=? WHERE state='intent'",
+                (time.time(),),
+            )
+            return cur.rowcount
+
+    def reopen_unknown(self) -> int:
+        """``--resend-unknown``: unknown rows go back to pending."""
+        with self._tx():
+            cur = self._db.execute(
+                "UPDATE rows SET state='pending', updated_at=? WHERE state='unknown'",
+                (time.time(),),
+            )
+            return cur.rowcount
+
+    # -- reads ------------------------------------------------------------------------
+    def states(self) -> dict[int, str]:
+        return dict(self._db.execute("SELECT row, state FROM rows").fetchall())
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
+
+    def iter_rows(self, batch: int = 50_000) -> Iterator[list[tuple[object, ...]]]:
+        cur = self._db.execute(
+            "SELECT row, state, recipient, attempts, message_id, code, message, request_id, "
+            "error, intent_at FROM rows ORDER BY row"
+        )
+        while chunk := cur.fetchmany(batch):
+            yield chunk
+
+    def unknown_rows(self) -> list[tuple[int, str | None, float | None]]:
+        return self._db.execute(
+            "SELECT row, recipient, intent_at FROM rows WHERE state='unknown' ORDER BY row"
+        ).fetchall()
+
+    def integrity_ok(self) -> bool:
+        return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,95 @@
+"""Request pacing, pure: when may the next request start?
+
+Two rules, both needed (perf.md §6):
+
+1. A GCRA spacing at ``rate`` with a small tolerance, so starts are evenly spread with
+   no burst at start-up or after a pause, and a late wake-up may catch up by at most
+   ``tolerance`` (without it a busy event loop loses ~1.5 % of the rate forever).
+2. A sliding-window guard on the *actual* start times: never more than ``limit`` starts
+   in any ``window`` seconds. ``window`` is a little over 1 s so that a few ms of network
+   jitter cannot bunch ``limit + 1`` requests into one server-side second.
+
+On top, AIMD: a throttling answer cuts the rate (multiplicative decrease, at most once
+per window) and clean time adds it back linearly, so a run shares an account politely
+with other traffic. Time is a float in seconds from a monotonic clock, passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+__all__ = ("Pacer", "PacerSettings")
+
+
+@dataclass(frozen=True, slots=True)
+class PacerSettings:
+    limit: int = 250  # starts allowed in any window (the account's QPS)
+    rate_factor: float = 0.996  # spacing rate = limit * factor
+    window: float = 1.005  # guard window, seconds
+    tolerance_intervals: float = 0.5  # catch-up allowed after a late wake-up
+    decrease: float = 0.85  # rate multiplier on throttling
+    recover_per_s: float = 0.1  # fraction of the full rate regained per clean second
+    min_rate: float = 1.0
+
+
+@dataclass
+class Pacer:
+    settings: PacerSettings = field(default_factory=PacerSettings)
+    _starts: deque[float] = field(default_factory=deque)
+    _tat: float | None = None  # theoretical arrival time of the next start
+    _rate: float = 0.0
+    _last_cut: float = float("-inf")
+    _last_update: float | None = None
+    _paused_until: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self._rate = self.max_rate
+
+    @property
+    def max_rate(self) -> float:
+        return self.settings.limit * self.settings.rate_factor
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def _recover(self, now: float) -> None:
+        if self._last_update is not None and self._rate < self.max_rate:
+            gained = (now - self._last_update) * self.settings.recover_per_s * self.max_rate
+            self._rate = min(self.max_rate, self._rate + gained)
+        self._last_update = now
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before a start is allowed at ``now`` (0 means start now)."""
+        self._recover(now)
+        wait = self._paused_until - now
+        if self._tat is not None:
+            wait = max(wait, self._tat - now)
+        s = self.settings
+        if len(self._starts) >= s.limit:
+            wait = max(wait, self._starts[-s.limit] + s.window - now)
+        return max(wait, 0.0)
+
+    def start(self, now: float) -> None:
+        """Record a start at ``now``; call only when ``delay(now) == 0``."""
+        interval = 1.0 / self._rate
+        earliest = now - self.settings.tolerance_intervals * interval
+        base = now if self._tat is None else max(self._tat, earliest)
+        self._tat = base + interval
+        self._starts.append(now)
+        while len(self._starts) > self.settings.limit:
+            self._starts.popleft()
+
+    def throttled(self, now: float, retry_after_s: float | None = None) -> None:
+        """The server said slow down."""
+        if now - self._last_cut >= self.settings.window:
+            self._rate = max(self.settings.min_rate, self._rate * self.settings.decrease)
+            self._last_cut = now
+            self._last_update = now
+        if retry_after_s:
+            self._paused_until = max(self._paused_until, now + retry_after_s)
+
+    def pause(self, now: float, seconds: float) -> None:
+        """Hold every start for a while (e.g. the server is unreachable)."""
+        self._paused_until = max(self._paused_until, now + seconds)

@@ -1,0 +1,284 @@
+"""The send pool: paced, bounded, journaled, stoppable.
+
+One dispatcher task starts requests no faster than the ``Pacer`` allows and no more at
+once than the in-flight capacity (sized from the observed latency); each request runs in
+its own task. Every start is preceded by a committed intent in the journal, every answer
+followed by a committed outcome (group-committed from a worker thread, so the event loop
+never waits on fsync while requests are due).
+
+Retries happen only for answers that prove the request was not accepted (throttling,
+503, connection refused) and go through the same pacer; ambiguous answers become
+``unknown`` and are never retried here. An account-level refusal stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from campaigner.cams import Reply, ReplyKind
+from campaigner.client import CamsClient
+from campaigner.journal import PENDING, Journal, Outcome
+from campaigner.pacing import Pacer, PacerSettings
+
+__all__ = ("Job", "JournalWriter", "PoolStats", "SendPool")
+
+log = logging.getLogger(__name__)
+
+_INTENT_CHUNK = 16  # intents committed together ahead of their sends (≈ 64 ms at 250/s)
+_READY_BUFFER = 32
+_BACKOFF_BASE_S, _BACKOFF_CAP_S = 0.5, 30.0
+
+
+@dataclass(slots=True)
+class Job:
+    row: int
+    query: dict[str, str]
+    attempts: int = 0
+
+
+@dataclass
+class PoolStats:
+    """A live snapshot for progress display and the summary."""
+
+    queued: int = 0  # rows handed to the pool
+    started: int = 0  # requests started (retries included)
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    not_attempted: int = 0
+    retries: int = 0
+    throttled: int = 0
+    in_flight: int = 0
+    capacity: int = 0
+    latency_s: float = 0.0  # recent answer latency (EWMA)
+    first_start: float | None = None
+    last_start: float | None = None
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.unknown + self.not_attempted
+
+
+class JournalWriter:
+    """Serializes journal writes in order and group-commits them off the event loop."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._lock = anyio.Lock()
+        self._outcomes: list[Outcome] = []
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Buffer an outcome; it is committed with the next intents or flush."""
+        self._outcomes.append(outcome)
+
+    async def intents(self, rows: list[int]) -> None:
+        """Commit intents (after every earlier outcome); returns once durable."""
+        async with self._lock:
+            outcomes, self._outcomes = self._outcomes, []
+            await anyio.to_thread.run_sync(self._journal.apply, rows, outcomes)
+
+    async def flush(self) -> None:
+        await self.intents([])
+
+    async def run_call(self, func: Callable[[], object]) -> None:
+        """Run another journal write in order with the rest."""
+        async with self._lock:
+            await anyio.to_thread.run_sync(func)
+
+
+@dataclass
+class SendPool:
+    client: CamsClient
+    writer: JournalWriter
+    pacer_settings: PacerSettings = field(default_factory=PacerSettings)
+    max_attempts: int = 5
+    max_in_flight: int = 2000
+    stats: PoolStats = field(default_factory=PoolStats)
+    on_outcome: Callable[[Outcome], None] | None = None
+    account_error: Reply | None = None
+    stop_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self._pacer = Pacer(self.pacer_settings)
+        self._reserved: dict[int, Job] = {}  # intent committed, request not started
+        self._waiting: dict[int, Job] = {}  # retries waiting for their backoff
+        self._inbox: deque[Job] = deque()
+        self._feed_done = False
+        self._stopping = anyio.Event()
+        self._changed = anyio.Event()
+        self._rng = random.Random()
+        self.stats.capacity = self._capacity()
+
+    # -- control ----------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        """Graceful stop: start nothing new; requests in flight finish."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stopping.set()
+        self._notify()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _capacity(self) -> int:
+        # Little's law with headroom: rate × latency, and at least 2 s worth from the start
+        # so a slow server never starves the pacer while the latency estimate warms up.
+        latency = max(self.stats.latency_s * 1.5, 2.0)
+        return min(self.max_in_flight, math.ceil(self.pacer_settings.limit * latency) + 16)
+
+    # -- the run ----------------------------------------------------------------------
+    def _notify(self) -> None:
+        """Wake whoever waits for a change: a new row, a free slot, a due retry, a stop."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def run(self, feed: AsyncIterator[list[Job]]) -> None:
+        """Send every job from ``feed``; returns when all are settled or the pool stopped."""
+        try:
+            async with anyio.create_task_group() as sends:
+                async with anyio.create_task_group() as background:
+                    background.start_soon(self._fill, feed)
+                    await self._dispatch(sends, background)
+                    background.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for job in self._inbox:
+                    self._reserved[job.row] = job
+                self._inbox.clear()
+                self._release_reserved()
+                await self.writer.flush()
+
+    async def _fill(self, feed: AsyncIterator[list[Job]]) -> None:
+        """Commit intents a few rows ahead and queue the rows for the dispatcher."""
+        try:
+            async for jobs in feed:
+                self.stats.queued += len(jobs)
+                for start in range(0, len(jobs), _INTENT_CHUNK):
+                    while len(self._inbox) >= _READY_BUFFER:
+                        await self._changed.wait()
+                    chunk = jobs[start : start + _INTENT_CHUNK]
+                    for job in chunk:
+                        self._reserved[job.row] = job
+                    await self.writer.intents([j.row for j in chunk])
+                    self._inbox.extend(chunk)
+                    self._notify()
+        finally:
+            self._feed_done = True
+            self._notify()
+
+    async def _dispatch(self, sends: anyio.abc.TaskGroup, background: anyio.abc.TaskGroup) -> None:
+        while not self.stopping:
+            if not self._inbox:
+                if self._feed_done and self.stats.in_flight == 0 and not self._waiting:
+                    return
+                await self._changed.wait()
+                continue
+            job = self._inbox.popleft()
+            self._notify()  # room for the feeder
+            self._reserved[job.row] = job
+            if job.attempts:  # a retry: it needs a fresh intent before it leaves
+                await self.writer.intents([job.row])
+            while self.stats.in_flight >= self.stats.capacity and not self.stopping:
+                await self._changed.wait()
+            while not self.stopping:
+                wait = self._pacer.delay(anyio.current_time())
+                if wait <= 0:
+                    break
+                await anyio.sleep(wait)
+            if self.stopping:
+                return
+            now = anyio.current_time()
+            self._pacer.start(now)
+            del self._reserved[job.row]
+            self.stats.in_flight += 1
+            self.stats.started += 1
+            if self.stats.first_start is None:
+                self.stats.first_start = now
+            self.stats.last_start = now
+            sends.start_soon(self._send, job, now, background)
+
+    async def _send(self, job: Job, started: float, background: anyio.abc.TaskGroup) -> None:
+        try:
+            reply = await self.client.send(job.query)
+        finally:
+            self.stats.in_flight -= 1
+        now = anyio.current_time()
+        latency = now - started
+        self.stats.latency_s = (
+            latency if not self.stats.latency_s else 0.9 * self.stats.latency_s + 0.1 * latency
+        )
+        self.stats.capacity = self._capacity()
+        job.attempts += 1
+        delay = self._settle(job, reply, now)
+        if delay is not None:
+            self._waiting[job.row] = job
+            background.start_soon(self._retry_later, job, delay)
+        self._notify()
+
+    async def _retry_later(self, job: Job, delay: float) -> None:
+        await anyio.sleep(delay)
+        del self._waiting[job.row]
+        self._inbox.appendleft(job)
+        self._notify()
+
+    def _settle(self, job: Job, reply: Reply, now: float) -> float | None:
+        """Record the answer; returns a retry delay when the row should be sent again."""
+        fields = {
+            "message_id": reply.message_id,
+            "code": reply.code,
+            "message": reply.message,
+            "request_id": reply.request_id,
+        }
+        if reply.kind is ReplyKind.SENT:
+            self._record(Outcome(job.row, "sent", job.attempts, **fields), "sent")
+        elif reply.kind is ReplyKind.FAILED:
+            self._record(Outcome(job.row, "failed", job.attempts, **fields), "failed")
+        elif reply.kind is ReplyKind.UNKNOWN:
+            self._record(Outcome(job.row, "unknown", job.attempts, **fields), "unknown")
+        elif reply.kind is ReplyKind.ACCOUNT:
+            self.account_error = self.account_error or reply
+            self._record(Outcome(job.row, PENDING, job.attempts, **fields), "not_attempted")
+            self.stop(f"the account was refused: {reply.code}")
+        else:  # RETRY: provably not accepted
+            if reply.code == "ConnectError":
+                self._pacer.pause(now, self._backoff(job.attempts))
+            else:
+                self.stats.throttled += 1
+                self._pacer.throttled(now, reply.retry_after_s)
+            if job.attempts >= self.max_attempts or self.stopping:
+                self._record(Outcome(job.row, PENDING, job.attempts, **fields), "not_attempted")
+                return None
+            self.stats.retries += 1
+            # Not in flight any more: a crash while it waits leaves it safe to resend.
+            self.writer.outcome(Outcome(job.row, PENDING, job.attempts, **fields))
+            return max(self._backoff(job.attempts), reply.retry_after_s or 0.0)
+        return None
+
+    def _backoff(self, attempts: int) -> float:
+        ceiling = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempts - 1))
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def _record(self, outcome: Outcome, counter: str) -> None:
+        self.writer.outcome(outcome)
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def _release_reserved(self) -> None:
+        """Rows whose intent was committed but whose request never started go back."""
+        for job in [*self._reserved.values(), *self._waiting.values()]:
+            self._record(
+                Outcome(job.row, PENDING, job.attempts, message="not started: the run stopped"),
+                "not_attempted",
+            )
+        self._reserved.clear()
+        self._waiting.clear()

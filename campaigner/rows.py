@@ -1,0 +1,188 @@
+"""Turning input batches into checked rows: render, normalize ``To``, validate, dedupe.
+
+Everything here works on whole polars batches. The result of ``Plan.prepare`` is the
+input batch plus ``__status`` (would_send / invalid / duplicate), ``__to`` (the
+normalized recipient), ``__error`` and one column per rendered template slot, from
+which ``Plan.query`` builds a row's API call. Preparation is deterministic, so a report
+can always be rebuilt from the input and the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from campaigner.cams import build_query
+from campaigner.channels import check_call
+from campaigner.config import Campaign
+from campaigner.errors import ConfigError
+from campaigner.outcomes import Status
+from campaigner.phones import normalize_phones
+from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN
+from campaigner.rendering import MessageTemplate, Slot, compile_message
+
+__all__ = ("PHONE_CHANNELS", "Deduper", "Plan", "mask_recipient")
+
+PHONE_CHANNELS = frozenset({"whatsapp", "viber"})
+STATUS, TO, ERROR = "__status", "__to", "__error"
+# A syntactically valid stand-in used when checking a call's other parameters.
+_PLACEHOLDER_TO = "8613800000000"
+# Slots under these parameters carry free text the reference puts no rules on.
+_FREE_TEXT = frozenset({"TemplateParams", "Payload", "FlowAction", "ProductAction", "To"})
+
+
+def mask_recipient(to: str) -> str:
+    """Country code and last 4 digits only, as Alibaba's own examples show numbers."""
+    if len(to) <= 6:
+        return "*" * len(to)
+    return to[:2] + "*" * (len(to) - 6) + to[-4:]
+
+
+@dataclass
+class Deduper:
+    """Remembers the first row of every recipient across batches (a small polars frame)."""
+
+    seen: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={TO: pl.String, "__first": pl.Int64})
+    )
+
+    def mark(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Set later rows of an already seen recipient to duplicate (pointing to the first)."""
+        sendable = frame[STATUS] == Status.WOULD_SEND.value
+        candidates = frame.filter(sendable).select(
+            TO, ROW_COLUMN, pl.col(ROW_COLUMN).first().over(TO).alias("__first_here")
+        )
+        joined = candidates.join(self.seen, on=TO, how="left", maintain_order="left")
+        first = joined.select(pl.coalesce("__first", "__first_here").alias("f"))["f"]
+        dup_rows = joined.with_columns(first.alias("__f")).filter(
+            pl.col("__f") != pl.col(ROW_COLUMN)
+        )
+        fresh = joined.filter(
+            pl.col("__first").is_null() & (pl.col("__first_here") == pl.col(ROW_COLUMN))
+        )
+        self.seen = pl.concat([self.seen, fresh.select(TO, pl.col(ROW_COLUMN).alias("__first"))])
+        if dup_rows.is_empty():
+            return frame
+        pointers = dup_rows.select(ROW_COLUMN, "__f")
+        out = frame.join(pointers, on=ROW_COLUMN, how="left", maintain_order="left")
+        return out.with_columns(
+            pl.when(pl.col("__f").is_not_null())
+            .then(pl.lit(Status.DUPLICATE.value))
+            .otherwise(pl.col(STATUS))
+            .alias(STATUS),
+            pl.when(pl.col("__f").is_not_null())
+            .then(pl.format("same recipient as row {}", pl.col("__f")))
+            .otherwise(pl.col(ERROR))
+            .alias(ERROR),
+        ).drop("__f")
+
+
+class Plan:
+    """A compiled campaign: what every row must satisfy and how its call is built."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.template: MessageTemplate = compile_message(campaign.message)
+        channel_slot = self.template.slot("ChannelType")
+        if channel_slot is None:
+            raise ConfigError(
+                "[message] ChannelType is required (whatsapp, messenger, instagram or viber)"
+            )
+        if channel_slot.kind != "static":
+            raise ConfigError("[message] ChannelType must be a fixed value, not a template")
+        self.channel = channel_slot.parts[0][1].strip()
+        to_slot = self.template.slot("To")
+        if to_slot is None:
+            raise ConfigError('[message] To is required, e.g. To = "{{ phone }}"')
+        self.to_slot: Slot = to_slot
+        self.rule_slots = tuple(
+            s for s in self.template.dynamic if str(s.path[0]) not in _FREE_TEXT
+        )
+        self._check_static()
+
+    def _stand_in(self) -> dict[str, str]:
+        return {s.column: "x" for s in self.template.dynamic}
+
+    def _problems(self, values: Mapping[str, str | None]) -> list[str]:
+        message = self.template.build(values)
+        message["To"] = _PLACEHOLDER_TO
+        return [p.message for p in check_call(build_query(message)) if p.field != "To"]
+
+    def _check_static(self) -> None:
+        """Problems every row would share are configuration errors, found before reading."""
+        if self.rule_slots:
+            return
+        problems = self._problems(self._stand_in())
+        if problems:
+            raise ConfigError("[message] " + "; ".join(problems))
+
+    def check_columns(self, columns: tuple[str, ...]) -> None:
+        self.template.check_columns(columns)
+
+    def prepare(self, batch: pl.DataFrame, deduper: Deduper) -> pl.DataFrame:
+        """Render, normalize and validate one batch; mark duplicates."""
+        rendered = self.template.render(batch)
+        frame = pl.concat([batch, rendered], how="horizontal")
+        to_raw = (
+            frame[self.to_slot.column]
+            if self.to_slot.kind != "static"
+            else pl.Series([self.to_slot.parts[0][1]] * frame.height, dtype=pl.String)
+        )
+        if self.channel in PHONE_CHANNELS:
+            phones = normalize_phones(to_raw, self.campaign.send.default_region)
+            to_value, to_error = phones["e164"], phones["phone_error"]
+        else:
+            ids = to_raw.str.strip_chars()
+            bad = ids.is_null() | (ids == "") | ids.str.contains(r"\s")
+            to_value = pl.select(pl.when(bad).then(None).otherwise(ids)).to_series()
+            to_error = pl.select(
+                pl.when(bad).then(pl.lit(f"To must be a {self.channel} user ID without spaces"))
+            ).to_series()
+        frame = frame.with_columns(
+            to_value.alias(TO),
+            to_raw.alias("__to_raw"),
+            to_error.alias("__to_error"),
+            self._call_errors(frame).alias("__call_error"),
+        )
+        frame = frame.with_columns(
+            pl.coalesce(ISSUE_COLUMN, "__render_error", "__to_error", "__call_error").alias(ERROR)
+        )
+        frame = frame.with_columns(
+            pl.when(pl.col(ERROR).is_null())
+            .then(pl.lit(Status.WOULD_SEND.value))
+            .otherwise(pl.lit(Status.INVALID.value))
+            .alias(STATUS),
+            pl.coalesce(TO, "__to_raw").alias(TO),
+        ).drop("__render_error", "__to_error", "__call_error", "__to_raw")
+        return deduper.mark(frame)
+
+    def _call_errors(self, frame: pl.DataFrame) -> pl.Series:
+        """check_call once per distinct combination of the rule-bearing rendered values."""
+        if not self.rule_slots:
+            return pl.Series([None] * frame.height, dtype=pl.String)
+        cols = [s.column for s in self.rule_slots]
+        keys = frame.select(cols)
+        combos = keys.unique(maintain_order=True)
+        stand_in = self._stand_in()
+        errors = []
+        for row in combos.iter_rows(named=True):
+            if any(v is None for v in row.values()):
+                errors.append(None)  # already a render error
+                continue
+            problems = self._problems({**stand_in, **row})
+            errors.append(problems[0] if problems else None)
+        checked = combos.with_columns(pl.Series("__e", errors, dtype=pl.String))
+        joined = keys.join(checked, on=cols, how="left", nulls_equal=True, maintain_order="left")
+        return joined["__e"]
+
+    def message(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The API parameters of one prepared row (``To`` normalized)."""
+        message = self.template.build(row)
+        message["To"] = row[TO]
+        return message
+
+    def query(self, row: Mapping[str, Any]) -> dict[str, str]:
+        return build_query(self.message(row))

@@ -1,0 +1,530 @@
+"""A send run from start to report: validate, confirm, journal, send, rebuild the report.
+
+The report is never written from memory: it is rebuilt from the input and the journal
+(``rebuild_report``), so it is complete and right after any crash, and
+``campaigner report RUN_DIR`` can rebuild it at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import signal
+import time
+import tomllib
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import polars as pl
+
+from campaigner.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
+from campaigner.config import Campaign, parse_campaign
+from campaigner.errors import AccountError, ConfigError, InterruptedRunError, JournalError
+from campaigner.journal import FINAL_STATES, INTENT, PENDING, Journal, RunLock, file_fingerprint
+from campaigner.outcomes import Status
+from campaigner.pacing import PacerSettings
+from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
+from campaigner.preview import open_campaign_input, resolve_input
+from campaigner.readers import ROW_COLUMN, InputTable
+from campaigner.report import ReportWriter, write_json_atomic
+from campaigner.rows import STATUS, TO, Deduper, Plan
+from campaigner.runs import ReportLayout, Tally, new_run_dir
+from campaigner.signing import Credentials
+
+__all__ = (
+    "SendOptions",
+    "SendResult",
+    "find_unfinished_runs",
+    "load_run",
+    "open_run",
+    "rebuild_report",
+    "rebuild_run_report",
+    "run_send",
+)
+
+log = logging.getLogger(__name__)
+
+SEND_BATCH_ROWS = 5_000  # small batches keep the event loop responsive while rows are prepared
+_PROGRESS_EVERY_S = 0.5
+
+
+@dataclass
+class SendOptions:
+    input_path: Path | None = None
+    out: Path = Path("reports")
+    endpoint: str = DEFAULT_ENDPOINT
+    qps: int | None = None
+    yes: bool = False
+    resume: Path | None = None
+    resend_unknown: bool = False
+    xlsx: bool | None = None
+
+
+@dataclass
+class SendResult:
+    run_dir: Path
+    tally: Tally
+    stats: PoolStats
+    seconds: float
+    stop_reason: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def all_sent(self) -> bool:
+        return self.tally.count(Status.SENT) == self.tally.rows
+
+
+# Callbacks the CLI provides: ask a yes/no question; show progress; say something.
+Confirm = Callable[[str], bool]
+ProgressSink = Callable[[PoolStats, int], None]
+
+
+def _campaign_meta(campaign: Campaign, input_path: Path) -> dict[str, str]:
+    meta = {"name": campaign.name, "campaign_text": "", "created_at": str(time.time())}
+    if campaign.source is not None:
+        fp = file_fingerprint(campaign.source)
+        meta |= {f"campaign_{k}": v for k, v in fp.items()}
+        meta["campaign_text"] = campaign.source.read_text("utf-8-sig")
+    meta |= {f"input_{k}": v for k, v in file_fingerprint(input_path).items()}
+    meta["campaign_settings"] = json.dumps(
+        {"sheet": campaign.sheet, "encoding": campaign.encoding}, default=str
+    )
+    return meta
+
+
+def _changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    changed = []
+    for what in ("campaign", "input"):
+        if old.get(f"{what}_sha256") != new.get(f"{what}_sha256"):
+            label = "campaign file" if what == "campaign" else "recipient list"
+            changed.append(
+                f"the {label} {new.get(f'{what}_path')} changed since the run started "
+                f"(size {old.get(f'{what}_size')} → {new.get(f'{what}_size')} bytes)"
+            )
+    return changed
+
+
+def find_unfinished_runs(out: Path, meta: dict[str, str]) -> list[Path]:
+    """Earlier runs of the same campaign and input that still have rows to send."""
+    found = []
+    if not out.is_dir():
+        return found
+    for run_dir in sorted(out.glob(f"{meta['name']}-*")):
+        if not Journal.exists_in(run_dir):
+            continue
+        try:
+            journal = Journal.in_run(run_dir)
+            try:
+                old = journal.meta()
+                counts = journal.counts()
+            finally:
+                journal.close()
+        except (JournalError, OSError):
+            continue
+        same = all(old.get(k) == meta.get(k) for k in ("campaign_sha256", "input_sha256"))
+        unsent = counts.get(PENDING, 0) + counts.get(INTENT, 0)
+        if same and (old.get("finished") != "yes" or unsent):
+            found.append(run_dir)
+    return found
+
+
+def load_run(run_dir: Path) -> tuple[Campaign, Path, Journal]:
+    """The campaign and input a run was started with, from its journal."""
+    if not Journal.exists_in(run_dir):
+        raise JournalError(f"{run_dir} is not a campaigner run folder (no journal)")
+    journal = Journal.in_run(run_dir)
+    meta = journal.meta()
+    try:
+        data = tomllib.loads(meta["campaign_text"])
+    except (KeyError, tomllib.TOMLDecodeError):
+        journal.close()
+        raise JournalError(f"the journal in {run_dir} has no usable campaign") from None
+    base = Path(meta.get("campaign_path", ".")).parent
+    campaign = parse_campaign(data, base_dir=base)
+    settings = json.loads(meta.get("campaign_settings", "{}"))
+    campaign = replace(
+        campaign,
+        sheet=settings.get("sheet", campaign.sheet),
+        encoding=settings.get("encoding", campaign.encoding),
+        source=Path(meta["campaign_path"]) if "campaign_path" in meta else None,
+    )
+    return campaign, Path(meta["input_path"]), journal
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def _validate_all(plan: Plan, table: InputTable) -> Tally:
+    """The preview pass: counts by status before anything is sent."""
+    layout = ReportLayout.for_input(table.columns)
+    tally = Tally()
+    deduper = Deduper()
+    for batch in table.batches():
+        tally.add(layout.frame(plan.prepare(batch, deduper)), layout.result_names)
+    return tally
+
+
+def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
+    rows = journal._db.execute(
+        "SELECT row, state, attempts, message_id, code, message, request_id, error "
+        "FROM rows WHERE row BETWEEN ? AND ?",
+        (lo, hi),
+    ).fetchall()
+    return pl.DataFrame(
+        rows,
+        schema={
+            ROW_COLUMN: pl.Int64,
+            "__state": pl.String,
+            "attempts": pl.Int64,
+            "MessageId": pl.String,
+            "Code": pl.String,
+            "Message": pl.String,
+            "RequestId": pl.String,
+            "__jerror": pl.String,
+        },
+        orient="row",
+    )
+
+
+def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal) -> pl.DataFrame:
+    """One batch of the report: preparation ⋈ journal."""
+    lo, hi = prepared[ROW_COLUMN].min(), prepared[ROW_COLUMN].max()
+    jf = _journal_frame(journal, int(lo or 0), int(hi or 0))  # type: ignore[arg-type]
+    state = pl.col("__state")
+    sendable = pl.col(STATUS) == Status.WOULD_SEND.value
+    status = (
+        pl.when(~sendable)
+        .then(pl.col(STATUS))
+        .when(state.is_in(["sent", "failed", "unknown"]))
+        .then(state)
+        .when(state == INTENT)
+        .then(pl.lit(Status.UNKNOWN.value))
+        .otherwise(pl.lit(Status.NOT_ATTEMPTED.value))
+    )
+    outcomes = (
+        prepared.select(ROW_COLUMN, STATUS)
+        .join(jf, on=ROW_COLUMN, how="left", maintain_order="left")
+        .select(
+            ROW_COLUMN,
+            status.alias("status"),
+            "MessageId",
+            "Code",
+            "Message",
+            "RequestId",
+            "attempts",
+            pl.when(state == INTENT)
+            .then(pl.lit("in flight (or interrupted): may have been delivered"))
+            .otherwise(pl.col("__jerror"))
+            .alias("error"),
+        )
+    )
+    return layout.frame(prepared, outcomes)
+
+
+def rebuild_report(
+    run_dir: Path,
+    plan: Plan,
+    table: InputTable,
+    journal: Journal,
+    *,
+    xlsx: bool,
+) -> Tally:
+    """Write report.csv (and .xlsx) for a run from its input and journal, atomically."""
+    layout = ReportLayout.for_input(table.columns)
+    tally = Tally()
+    deduper = Deduper()
+    with ReportWriter(run_dir, layout.columns, xlsx=xlsx) as writer:
+        for batch in table.batches():
+            report = report_batch(layout, plan.prepare(batch, deduper), journal)
+            tally.add(report, layout.result_names)
+            writer.write(report)
+    return tally
+
+
+def open_run(run_dir: Path) -> tuple[Plan, InputTable, Journal]:
+    """A run's plan, input (checked unchanged) and journal, for report and reconcile."""
+    campaign, input_path, journal = load_run(run_dir)
+    try:
+        plan = Plan(campaign)
+        recorded = journal.meta()
+        if not input_path.exists():
+            raise JournalError(f"the run's recipient list {input_path} no longer exists")
+        current = {f"input_{k}": v for k, v in file_fingerprint(input_path).items()}
+        if current["input_sha256"] != recorded.get("input_sha256"):
+            raise JournalError(
+                f"the recipient list {input_path} changed since the run started; "
+                "its report cannot be rebuilt from it"
+            )
+        table = open_campaign_input(campaign, input_path, plan)
+    except BaseException:
+        journal.close()
+        raise
+    return plan, table, journal
+
+
+def rebuild_run_report(run_dir: Path, xlsx: bool | None = None) -> Tally:
+    """``campaigner report RUN_DIR``: rebuild report.csv/.xlsx from input + journal."""
+    plan, table, journal = open_run(run_dir)
+    try:
+        want_xlsx = table.kind == "xlsx" if xlsx is None else xlsx
+        return rebuild_report(run_dir, plan, table, journal, xlsx=want_xlsx)
+    finally:
+        journal.close()
+
+
+async def _feed(
+    plan: Plan, table: InputTable, writer: JournalWriter, journal: Journal
+) -> AsyncIterator[list[Job]]:
+    """Prepared rows, in input order, that still need sending; each batch journaled first."""
+    deduper = Deduper()
+    batches: Iterator[pl.DataFrame] = table.batches(SEND_BATCH_ROWS)
+
+    def prepare_next() -> pl.DataFrame | None:
+        batch = next(batches, None)
+        return None if batch is None else plan.prepare(batch, deduper)
+
+    while True:
+        prepared = await anyio.to_thread.run_sync(prepare_next)
+        if prepared is None:
+            return
+        records = [
+            (row, PENDING if status == Status.WOULD_SEND.value else status, to, err)
+            for row, status, to, err in prepared.select(
+                ROW_COLUMN, STATUS, TO, "__error"
+            ).iter_rows()
+        ]
+        await writer.run_call(lambda records=records: journal.add_rows(records))  # type: ignore[misc]
+        lo, hi = records[0][0], records[-1][0]
+        states = dict(
+            journal._db.execute(
+                "SELECT row, state FROM rows WHERE row BETWEEN ? AND ?", (lo, hi)
+            ).fetchall()
+        )
+        sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)
+
+        def build_jobs(
+            frame: pl.DataFrame = sendable, states: dict[int, str] = states
+        ) -> list[Job]:
+            jobs = []
+            for row in frame.iter_rows(named=True):
+                state = states.get(row[ROW_COLUMN])
+                if state in FINAL_STATES or state == INTENT:
+                    continue
+                jobs.append(Job(row[ROW_COLUMN], plan.query(row)))
+            return jobs
+
+        jobs = await anyio.to_thread.run_sync(build_jobs)
+        if jobs:
+            yield jobs
+
+
+async def _watch_signals(
+    pool: SendPool, abort: anyio.CancelScope, say: Callable[[str], None]
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if not pool.stopping:
+                name = signal.Signals(signum).name
+                say(
+                    f"{name}: stopping — no new rows; waiting for messages in flight "
+                    "(press Ctrl-C again to abort now)"
+                )
+                pool.stop(name)
+            else:
+                say("aborting now: messages in flight become 'unknown'")
+                pool.stop_reason = "aborted"
+                abort.cancel()
+                return
+
+
+async def _report_progress(pool: SendPool, total: int, sink: ProgressSink) -> None:
+    while True:
+        sink(pool.stats, total)
+        await anyio.sleep(_PROGRESS_EVERY_S)
+
+
+async def run_send(
+    campaign: Campaign,
+    options: SendOptions,
+    *,
+    credentials: Credentials,
+    confirm: Confirm,
+    progress: ProgressSink,
+    say: Callable[[str], None],
+    sandbox: Any = None,
+) -> SendResult:
+    """Validate, confirm, then send every sendable row and rebuild the report."""
+    started = time.perf_counter()
+    plan = Plan(campaign)
+    check_endpoint(options.endpoint)
+    settings = campaign.send
+    qps = options.qps or settings.qps
+    if not 1 <= qps <= 250:
+        raise ConfigError(f"--qps must be from 1 to 250 (got {qps})")
+    run_dir: Path | None = None
+    if options.resume is not None:
+        _, recorded_input, recorded = load_run(options.resume)
+        recorded.close()
+        path = options.input_path or recorded_input  # the list the run started with
+        run_dir = options.resume
+    else:
+        path = resolve_input(campaign, options.input_path)
+    table = open_campaign_input(campaign, path, plan)
+    meta = _campaign_meta(campaign, path)
+
+    tally = _validate_all(plan, table)
+    invalid = tally.rows - tally.count(Status.WOULD_SEND)
+    if run_dir is None:
+        earlier = find_unfinished_runs(options.out, meta)
+        if (
+            earlier
+            and not options.yes
+            and not confirm(
+                f"an earlier run of this campaign and list is unfinished ({earlier[-1]}); "
+                f"resume it with --resume {earlier[-1]}. Start a NEW run anyway?"
+            )
+        ):
+            raise ConfigError(
+                f"not started; to continue the earlier run use --resume {earlier[-1]}"
+            )
+    if (
+        invalid
+        and not options.yes
+        and not confirm(
+            f"{invalid:,} of {tally.rows:,} rows will not be sent (invalid or duplicate). "
+            f"Send the {tally.count(Status.WOULD_SEND):,} valid rows?"
+        )
+    ):
+        raise ConfigError(
+            f"not sent: {invalid:,} rows are invalid or duplicate; fix them or pass --yes "
+            "to send the valid rows"
+        )
+
+    run_dir = run_dir or new_run_dir(options.out, campaign.name)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    journal = Journal.in_run(run_dir)
+    try:
+        old = journal.meta()
+        if old:
+            changes = _changes(old, meta)
+            if changes:
+                raise JournalError("cannot resume: " + "; ".join(changes))
+            interrupted = journal.settle_interrupted()
+            if interrupted:
+                say(
+                    f"{interrupted} rows were in flight when the run stopped: marked unknown "
+                    "(run `campaigner reconcile` to settle them)"
+                )
+            if options.resend_unknown:
+                reopened = journal.reopen_unknown()
+                if reopened:
+                    say(
+                        f"warning: resending {reopened} unknown rows — they may already have "
+                        "been delivered, so those recipients may get the message twice"
+                    )
+        else:
+            journal.set_meta(meta)
+        journal.set_meta({"finished": "no"})
+        counts = journal.counts()
+        settled = sum(counts.get(s, 0) for s in ("sent", "failed", "unknown"))
+        total = max(tally.count(Status.WOULD_SEND) - settled, 0)
+        send_started, cpu_started = time.perf_counter(), _cpu_seconds()
+        pool = await _send_rows(
+            plan, table, journal, credentials, options, qps, total, progress, say, sandbox
+        )
+        send_seconds, cpu_seconds = time.perf_counter() - send_started, _cpu_seconds() - cpu_started
+        journal.settle_interrupted()  # after an abort, in-flight rows are unknown
+        journal.set_meta({"finished": "yes" if not pool.stopping else "no"})
+        want_xlsx = table.kind == "xlsx" if options.xlsx is None else options.xlsx
+        final = rebuild_report(run_dir, plan, table, journal, xlsx=want_xlsx)
+        seconds = time.perf_counter() - started
+        stats = pool.stats
+        send_span = (
+            (stats.last_start - stats.first_start)
+            if stats.first_start is not None and stats.last_start is not None
+            else 0.0
+        )
+        summary = {
+            "name": campaign.name,
+            "mode": "send",
+            "input": str(path),
+            "endpoint": options.endpoint,
+            **final.as_dict(),
+            "requests": stats.started,
+            "retries": stats.retries,
+            "throttled": stats.throttled,
+            "duration_seconds": round(seconds, 3),
+            "achieved_rate": round(stats.started / send_span, 1) if send_span > 0 else None,
+            "send_seconds": round(send_seconds, 3),
+            "cpu_ms_per_message": round(cpu_seconds * 1000 / stats.started, 3)
+            if stats.started
+            else None,
+            "stopped": pool.stop_reason,
+        }
+        write_json_atomic(run_dir / "summary.json", summary)
+        result = SendResult(run_dir, final, stats, seconds, pool.stop_reason, summary)
+    finally:
+        journal.close()
+        lock.release()
+    if pool.account_error is not None:
+        reply = pool.account_error
+        raise AccountError(
+            f"CAMS refused the account ({reply.code}: {reply.message}); nothing more was sent. "
+            f"Fix the credentials or permissions, then continue with --resume {run_dir}. "
+            f"Report: {run_dir / 'report.csv'}"
+        )
+    if pool.stop_reason in ("SIGINT", "SIGTERM", "aborted"):
+        err = InterruptedRunError(
+            f"stopped by {pool.stop_reason}; report written to {run_dir / 'report.csv'}; "
+            f"continue with --resume {run_dir}"
+        )
+        err.exit_code = 143 if pool.stop_reason == "SIGTERM" else 130
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result
+
+
+async def _send_rows(
+    plan: Plan,
+    table: InputTable,
+    journal: Journal,
+    credentials: Credentials,
+    options: SendOptions,
+    qps: int,
+    total: int,
+    progress: ProgressSink,
+    say: Callable[[str], None],
+    sandbox: Any,
+) -> SendPool:
+    async with AsyncExitStack() as stack:
+        endpoint = options.endpoint
+        if sandbox is not None:
+            endpoint = await stack.enter_async_context(sandbox)
+        client = CamsClient(credentials, endpoint=endpoint, timeout_s=plan.campaign.send.timeout_s)
+        stack.push_async_callback(client.aclose)
+        writer = JournalWriter(journal)
+        pool = SendPool(
+            client,
+            writer,
+            pacer_settings=PacerSettings(limit=qps),
+            max_attempts=plan.campaign.send.max_attempts,
+        )
+        with anyio.CancelScope() as abort:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_signals, pool, abort, say)
+                tg.start_soon(_report_progress, pool, total, progress)
+                await pool.run(_feed(plan, table, writer, journal))
+                tg.cancel_scope.cancel()
+        if abort.cancelled_caught:
+            with anyio.CancelScope(shield=True):
+                await writer.flush()
+        progress(pool.stats, total)
+        return pool

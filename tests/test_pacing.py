@@ -1,0 +1,95 @@
+"""The pacer on virtual time: never more than `limit` starts in any window, no bursts."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from campaigner.pacing import Pacer, PacerSettings
+
+
+def drive(pacer: Pacer, duration: float, lateness: list[float] | None = None) -> list[float]:
+    """Start as often as allowed; each wake-up may be late by a drawn amount."""
+    now, starts, i = 0.0, [], 0
+    while now < duration:
+        wait = pacer.delay(now)
+        if wait > 0:
+            late = lateness[i % len(lateness)] if lateness else 0.0
+            i += 1
+            now += wait + late
+            continue
+        pacer.start(now)
+        starts.append(now)
+    return starts
+
+
+def max_in_window(starts: list[float], window: float) -> int:
+    best, q = 0, deque[float]()
+    for t in starts:
+        q.append(t)
+        while q[0] <= t - window:
+            q.popleft()
+        best = max(best, len(q))
+    return best
+
+
+def test_rate_is_held_just_under_the_limit() -> None:
+    starts = drive(Pacer(PacerSettings(limit=250)), 20.0)
+    rate = len(starts) / 20.0
+    assert 247.5 <= rate <= 250
+    assert max_in_window(starts, 1.0) <= 250
+
+
+def test_no_burst_at_start_up() -> None:
+    starts = drive(Pacer(PacerSettings(limit=250)), 0.1)
+    assert len(starts) <= 26  # 0.1 s at 250/s, not a bucket's worth at once
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) > 0.001
+
+
+def test_no_burst_after_a_pause() -> None:
+    pacer = Pacer(PacerSettings(limit=250))
+    for t in drive(pacer, 1.0):
+        pass
+    # Nobody asked for 5 s; then demand returns.
+    now = 6.0
+    started = []
+    while now < 6.1:
+        wait = pacer.delay(now)
+        if wait > 0:
+            now += wait
+            continue
+        pacer.start(now)
+        started.append(now)
+    assert len(started) <= 27
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=300),
+    lateness=st.lists(st.floats(min_value=0, max_value=0.02), min_size=1, max_size=20),
+)
+def test_never_more_than_limit_in_any_window(limit: int, lateness: list[float]) -> None:
+    settings_ = PacerSettings(limit=limit)
+    starts = drive(Pacer(settings_), 3.0, lateness)
+    # (a nanosecond less than the window: float rounding of the simulated clock)
+    assert max_in_window(starts, settings_.window - 1e-9) <= limit
+
+
+def test_throttling_slows_down_and_recovers() -> None:
+    pacer = Pacer(PacerSettings(limit=250))
+    full = pacer.rate
+    pacer.throttled(1.0)
+    assert pacer.rate < full * 0.9
+    pacer.throttled(1.1)  # a burst of throttles in the same window cuts once
+    assert pacer.rate > full * 0.84
+    pacer.delay(30.0)
+    assert pacer.rate == full
+
+
+def test_retry_after_pauses_every_start() -> None:
+    pacer = Pacer(PacerSettings(limit=250))
+    pacer.throttled(0.0, retry_after_s=2.0)
+    assert pacer.delay(0.5) >= 1.5
