@@ -37,7 +37,15 @@ from campaigner.sending import (
     run_send,
 )
 from campaigner.signing import Credentials
-from campaigner.simulator import Fault, FaultPlan, Simulator, SimulatorConfig, run_forever, serve
+from campaigner.simulator import (
+    Fault,
+    FaultPlan,
+    FaultWindow,
+    Simulator,
+    SimulatorConfig,
+    run_forever,
+    serve,
+)
 
 __all__ = ("cli", "main")
 
@@ -372,6 +380,21 @@ def send(
     help="Answer this recipient with a business error code (repeatable).",
 )
 @click.option(
+    "--window",
+    "windows",
+    multiple=True,
+    metavar="START:SECONDS:FAULT[:RATE]",
+    help="A fault for a while, seconds after start; FAULT 'refuse' is an outage "
+    "(connection refused), e.g. 10:30:refuse or 5:10:throttle:0.5 (repeatable).",
+)
+@click.option(
+    "--hang-s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="How long timeout_after answers hang.",
+)
+@click.option(
     "--log",
     "log_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -393,6 +416,8 @@ def sandbox(
     qps_limit: int,
     faults: tuple[str, ...],
     fail_recipients: tuple[str, ...],
+    windows: tuple[str, ...],
+    hang_s: float,
     log_path: Path | None,
     keys: tuple[str, ...],
 ) -> None:
@@ -410,7 +435,18 @@ def sandbox(
 
     rates = {k: float(v) for k, v in pairs(faults, "NAME=RATE").items()}
     try:
-        plan = FaultPlan(rates=rates, fail_recipients=pairs(fail_recipients, "TO=CODE"))
+        spans = []
+        for spec in windows:
+            start, duration, fault, *rate = spec.split(":")
+            spans.append(
+                FaultWindow(float(start), float(duration), fault, float(rate[0]) if rate else 1.0)
+            )
+        plan = FaultPlan(
+            rates=rates,
+            fail_recipients=pairs(fail_recipients, "TO=CODE"),
+            windows=spans,
+            hang_s=hang_s,
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     config = SimulatorConfig(

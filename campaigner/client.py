@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from campaigner.cams import Reply, ReplyKind, classify_reply
+from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
 from campaigner.signing import Credentials, format_date, sign_request
 from campaigner.transport import AiohttpTransport
@@ -108,6 +109,7 @@ class CamsClient:
             return Reply(ReplyKind.UNKNOWN, code="Timeout", message=_brief(exc))
         except httpx.TransportError as exc:
             return Reply(ReplyKind.UNKNOWN, code=type(exc).__name__, message=_brief(exc))
+        crash_point("after_send")
         headers = {k.lower(): v for k, v in response.headers.items()}
         return classify_reply(response.status_code, headers, response.content)
 

@@ -25,6 +25,7 @@ import anyio.abc
 
 from campaigner.cams import Reply, ReplyKind
 from campaigner.client import CamsClient
+from campaigner.crashpoints import crash_point
 from campaigner.journal import PENDING, Journal, Outcome
 from campaigner.pacing import Pacer, PacerSettings
 
@@ -42,6 +43,7 @@ class Job:
     row: int
     query: dict[str, str]
     attempts: int = 0
+    unreachable: int = 0  # attempts that never connected: they do not use up max_attempts
 
 
 @dataclass
@@ -101,6 +103,7 @@ class SendPool:
     pacer_settings: PacerSettings = field(default_factory=PacerSettings)
     max_attempts: int = 5
     max_in_flight: int = 2000
+    outage_limit_s: float = 300.0  # stop when CAMS stays unreachable this long
     stats: PoolStats = field(default_factory=PoolStats)
     on_outcome: Callable[[Outcome], None] | None = None
     account_error: Reply | None = None
@@ -115,6 +118,7 @@ class SendPool:
         self._stopping = anyio.Event()
         self._changed = anyio.Event()
         self._rng = random.Random()
+        self._unreachable_since: float | None = None
         self.stats.capacity = self._capacity()
 
     # -- control ----------------------------------------------------------------------
@@ -168,6 +172,7 @@ class SendPool:
                     chunk = jobs[start : start + _INTENT_CHUNK]
                     for job in chunk:
                         self._reserved[job.row] = job
+                    crash_point("before_intent")
                     await self.writer.intents([j.row for j in chunk])
                     self._inbox.extend(chunk)
                     self._notify()
@@ -196,6 +201,7 @@ class SendPool:
                 await anyio.sleep(wait)
             if self.stopping:
                 return
+            crash_point("after_intent")
             now = anyio.current_time()
             self._pacer.start(now)
             del self._reserved[job.row]
@@ -219,6 +225,7 @@ class SendPool:
         self.stats.capacity = self._capacity()
         job.attempts += 1
         delay = self._settle(job, reply, now)
+        crash_point("after_answer")
         if delay is not None:
             self._waiting[job.row] = job
             background.start_soon(self._retry_later, job, delay)
@@ -249,19 +256,34 @@ class SendPool:
             self._record(Outcome(job.row, PENDING, job.attempts, **fields), "not_attempted")
             self.stop(f"the account was refused: {reply.code}")
         else:  # RETRY: provably not accepted
-            if reply.code == "ConnectError":
-                self._pacer.pause(now, self._backoff(job.attempts))
-            else:
-                self.stats.throttled += 1
-                self._pacer.throttled(now, reply.retry_after_s)
-            if job.attempts >= self.max_attempts or self.stopping:
-                self._record(Outcome(job.row, PENDING, job.attempts, **fields), "not_attempted")
-                return None
-            self.stats.retries += 1
-            # Not in flight any more: a crash while it waits leaves it safe to resend.
-            self.writer.outcome(Outcome(job.row, PENDING, job.attempts, **fields))
-            return max(self._backoff(job.attempts), reply.retry_after_s or 0.0)
+            return self._retry(job, reply, now, fields)
+        self._unreachable_since = None  # any answer proves CAMS is reachable
         return None
+
+    def _retry(
+        self, job: Job, reply: Reply, now: float, fields: dict[str, str | None]
+    ) -> float | None:
+        if reply.code == "ConnectError":
+            # CAMS unreachable: a global condition, not this row's fault. Hold every start
+            # and keep the row until the outage has lasted outage_limit_s.
+            job.unreachable += 1
+            self._unreachable_since = self._unreachable_since or now
+            if now - self._unreachable_since >= self.outage_limit_s:
+                self.stop(f"CAMS unreachable for {self.outage_limit_s:.0f} s")
+            delay = min(self._backoff(job.unreachable), 5.0)
+            self._pacer.pause(now, delay)
+        else:
+            self._unreachable_since = None
+            self.stats.throttled += 1
+            self._pacer.throttled(now, reply.retry_after_s)
+            delay = max(self._backoff(job.attempts - job.unreachable), reply.retry_after_s or 0.0)
+        if job.attempts - job.unreachable >= self.max_attempts or self.stopping:
+            self._record(Outcome(job.row, PENDING, job.attempts, **fields), "not_attempted")
+            return None
+        self.stats.retries += 1
+        # Not in flight any more: a crash while it waits leaves it safe to resend.
+        self.writer.outcome(Outcome(job.row, PENDING, job.attempts, **fields))
+        return delay
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempts - 1))

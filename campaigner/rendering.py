@@ -244,7 +244,7 @@ class MessageTemplate:
         for slot in self.dynamic:
             values, error = self._render_slot(slot, ctx)
             columns.append(values.alias(slot.column))
-            errors.append(error)
+            errors.append(error.alias(f"e{len(errors)}"))
         out = (
             pl.DataFrame(columns, schema={s.column: pl.String for s in self.dynamic})
             if columns

@@ -288,7 +288,8 @@ def _sheet_rows(frame: pl.DataFrame, first_row: int, *, header: bool = False) ->
     row = pl.concat_str(
         [pl.lit('<row r="'), number, pl.lit('">'), *cells, pl.lit("</row>")], ignore_nulls=True
     )
-    return frame.select(row.alias("x"))
+    # Lazy, so common subexpressions (the cleaned text, row numbers) are computed once.
+    return frame.lazy().select(row.alias("x")).collect()
 
 
 def _sheet_name(base: str, number: int) -> str:

@@ -24,6 +24,7 @@ import polars as pl
 
 from campaigner.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
 from campaigner.config import Campaign, parse_campaign
+from campaigner.crashpoints import crash_point
 from campaigner.errors import AccountError, ConfigError, InterruptedRunError, JournalError
 from campaigner.journal import FINAL_STATES, INTENT, PENDING, Journal, RunLock, file_fingerprint
 from campaigner.outcomes import Status
@@ -245,6 +246,7 @@ def rebuild_report(
             report = report_batch(layout, plan.prepare(batch, deduper), journal)
             tally.add(report, layout.result_names)
             writer.write(report)
+            crash_point("report_write")
     return tally
 
 

@@ -27,7 +27,8 @@ from campaigner.report import ReportWriter, neutralize, write_json_atomic
 COLUMNS = ["phone", "name", "note", "row", "status", "attempts", "error"]
 
 # Values that break naive writers: unicode, quotes, separators, line breaks, leading zeros,
-# long digit strings, whitespace at the ends, XML specials, Excel's own _xHHHH_ escapes.
+# long digit strings, whitespace at the ends, XML specials, Excel's own _xHHHH_ escapes,
+# formulas.
 TRICKY = [
     "8613812345678",
     "0044123456789",
@@ -50,6 +51,10 @@ TRICKY = [
     "nul\x00inside",
     "'already quoted",
     "0",
+    "=SUM(A1:A9)",
+    "+8613812345678",
+    " -5",
+    "ok\n@cmd",
 ]
 
 

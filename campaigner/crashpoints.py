@@ -1,0 +1,43 @@
+"""Test-only crash points: kill this process at an exact step of a row's life.
+
+``CAMPAIGNER_CRASH_AT=<point>:<n>`` makes the n-th pass through ``<point>`` end the
+process with SIGKILL, as a deploy, an OOM or a power cut would, so the crash tests can
+prove what the journal promises at each step. Unset (always, outside tests), a crash
+point costs one comparison.
+
+Points: ``before_intent`` (rows checked, intent not yet committed), ``after_intent``
+(intent committed, request not sent), ``after_send`` (the server has answered, the answer
+is not read), ``after_answer`` (answer classified, outcome not committed),
+``report_write`` (the report is half written).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+__all__ = ("POINTS", "crash_point")
+
+POINTS = ("before_intent", "after_intent", "after_send", "after_answer", "report_write")
+
+
+def _parse(spec: str | None) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    point, _, count = spec.partition(":")
+    if point not in POINTS:
+        return None
+    return point, int(count or 1)
+
+
+_ARMED = _parse(os.environ.get("CAMPAIGNER_CRASH_AT"))
+_passes = 0
+
+
+def crash_point(name: str) -> None:
+    global _passes
+    if _ARMED is None or _ARMED[0] != name:
+        return
+    _passes += 1
+    if _passes >= _ARMED[1]:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,90 @@
+"""The journal on a real SQLite file: states, ordering, crash settling, the run lock."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from campaigner.errors import JournalError
+from campaigner.journal import Journal, Outcome, RunLock, file_fingerprint
+
+
+def test_rows_move_from_pending_to_intent_to_outcome(tmp_path: Path) -> None:
+    journal = Journal.in_run(tmp_path)
+    journal.add_rows([(2, "pending", "8613800000001", None), (3, "invalid", "x", "bad number")])
+    journal.apply([2], [])
+    assert journal.states() == {2: "intent", 3: "invalid"}
+    journal.apply([], [Outcome(2, "sent", 1, message_id="m-1", code="OK")])
+    assert journal.states() == {2: "sent", 3: "invalid"}
+    assert journal.integrity_ok()
+
+
+def test_add_rows_never_overwrites_a_known_row(tmp_path: Path) -> None:
+    journal = Journal.in_run(tmp_path)
+    journal.add_rows([(2, "pending", "1", None)])
+    journal.apply([], [Outcome(2, "sent", 1, message_id="m")])
+    journal.add_rows([(2, "pending", "1", None)])  # a resume re-adds the batch
+    assert journal.states() == {2: "sent"}
+
+
+def test_outcomes_commit_before_intents_in_one_call(tmp_path: Path) -> None:
+    """A retry's 'back to pending' and its new intent can land together: intent wins."""
+    journal = Journal.in_run(tmp_path)
+    journal.add_rows([(2, "pending", "1", None)])
+    journal.apply([2], [Outcome(2, "pending", 1, code="System.LimitControl")])
+    assert journal.states() == {2: "intent"}
+
+
+def test_rows_left_in_intent_become_unknown(tmp_path: Path) -> None:
+    journal = Journal.in_run(tmp_path)
+    journal.add_rows([(2, "pending", "1", None), (3, "pending", "2", None)])
+    journal.apply([2], [])
+    journal.close()
+    reopened = Journal.in_run(tmp_path)  # as after a crash
+    assert reopened.settle_interrupted() == 1
+    assert reopened.states() == {2: "unknown", 3: "pending"}
+    assert reopened.reopen_unknown() == 1
+    assert reopened.states() == {2: "pending", 3: "pending"}
+
+
+def test_a_committed_intent_survives_a_killed_process(tmp_path: Path) -> None:
+    code = (
+        "import os, sys; from pathlib import Path; from campaigner.journal import Journal\n"
+        "j = Journal.in_run(Path(sys.argv[1])); j.add_rows([(2, 'pending', '1', None)])\n"
+        "j.apply([2], []); os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
+    journal = Journal.in_run(tmp_path)
+    assert journal.states() == {2: "intent"}
+    assert journal.integrity_ok()
+
+
+def test_journal_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    Journal.in_run(tmp_path)
+    db = sqlite3.connect(tmp_path / "journal.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_second_process_on_a_run_is_refused(tmp_path: Path) -> None:
+    with RunLock(tmp_path):
+        with pytest.raises(JournalError, match="another campaigner process"):
+            RunLock(tmp_path).acquire()
+    RunLock(tmp_path).acquire()  # free again once released
+
+
+def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "journal.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="unusable"):
+        Journal.in_run(tmp_path)
+
+
+def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("phone\n1\n")
+    before = file_fingerprint(path)
+    path.write_text("phone\n2\n")
+    assert file_fingerprint(path)["sha256"] != before["sha256"]
