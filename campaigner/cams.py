@@ -163,7 +163,7 @@ def classify_reply(status: int, headers: Mapping[str, str], body: bytes) -> Repl
     code = str(data.get("Code") or "") or None
     message = data.get("Message")
     request_id = data.get("RequestId")
-    fields = {
+    fields: dict[str, Any] = {
         "code": code,
         "message": str(message) if message is not None else None,
         "request_id": str(request_id) if request_id is not None else None,

@@ -1,26 +1,53 @@
-"""SendChatappMessage's rules, as data, and one checker (pure).
+"""What the SendChatappMessage reference allows, as data, and one checker for a call.
 
-Source: the API reference (reference/SendChatappMessage.txt) and cams-wire.md §7, §10.
-``check_call`` takes a call in wire form (every value a string, structures as JSON) so the
-CLI's validation and the simulator's answers come from the same rules.
+The data follow the API reference (SendChatappMessage.txt, "Last Updated Mar 27, 2026") and
+cams-wire.md §3, §7 and §10. ``check_call`` reads a call in wire form (every parameter a
+string, exactly as it goes in the query) and lists what the server would reject, each with
+the CAMS error code it would answer. The CLI uses it to validate before sending and the
+simulator to answer like the server, so it never raises, whatever the input.
+
+Decisions where the reference is silent or loose:
+
+- ``Type=template`` needs ``TemplateCode``. The reference names ``TemplateName`` but says
+  only TemplateCode is required; nothing found says a name can replace the code for this
+  API (cams-wire §9 allows either only for SendChatappMassMessage), so a name alone is
+  rejected.
+- Content field names are compared case-insensitively: the reference itself writes both
+  ``Link`` and ``link``, ``FileName`` and ``fileName``, ``Caption`` and ``caption``.
+- A required Content field is missing if absent, null, blank text, or an empty object/array.
+- Empty optional parameters count as absent: the SDK sends ``Tag=`` for an empty string, and
+  the reference defines an empty ``FallBackRule`` as the default rule.
+- Parameters that only matter on one channel (``Ttl`` and ``Label`` for Viber,
+  ``ProductAction`` for WhatsApp) are checked for form, not refused elsewhere: the
+  reference does not say the server rejects them.
+- Unknown parameter names are not reported (``PARAMETERS`` lists the known ones).
+- ``telegram`` and the WhatsApp ``carousel`` type appear in newer SDK docstrings but not in
+  the reference, so they are not accepted.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 __all__ = (
     "CHANNELS",
+    "CONTENT_RULES",
+    "ENUMS",
     "MESSAGE_TYPES",
     "PARAMETERS",
+    "PHONE_CHANNELS",
+    "RANGES",
+    "TYPES",
+    "ContentRule",
     "ParamSpec",
     "Problem",
     "check_call",
     "check_recipient",
-    "required_content_fields",
 )
 
 Kind = Literal["string", "integer", "object", "array", "json"]
@@ -28,288 +55,490 @@ Kind = Literal["string", "integer", "object", "array", "json"]
 
 @dataclass(frozen=True, slots=True)
 class ParamSpec:
+    """One request parameter of SendChatappMessage.
+
+    ``kind`` is its type in the reference; on the wire every value is a string, and
+    object/array parameters are compact JSON. ``json`` (Content only) is a string that must
+    hold JSON: an object, or an array of contacts for WhatsApp ``contacts``.
+    """
+
+    name: str
     kind: Kind
+    required: bool = False
+    required_when: str | None = None  # e.g. "Type=template"
     deprecated: bool = False
+    documented: bool = True  # False: only in the SDK model, not on the reference page
 
 
-PARAMETERS: Mapping[str, ParamSpec] = {
-    "ChannelType": ParamSpec("string"),
-    "Type": ParamSpec("string"),
-    "MessageType": ParamSpec("string"),
-    "TemplateCode": ParamSpec("string"),
-    "Language": ParamSpec("string"),
-    "From": ParamSpec("string"),
-    "To": ParamSpec("string"),
-    "TemplateParams": ParamSpec("object"),
-    "Content": ParamSpec("json"),
-    "Payload": ParamSpec("array"),
-    "CustWabaId": ParamSpec("string", deprecated=True),
-    "FallBackId": ParamSpec("string"),
-    "FallBackContent": ParamSpec("string"),
-    "IsvCode": ParamSpec("string", deprecated=True),
-    "CustSpaceId": ParamSpec("string"),
-    "ContextMessageId": ParamSpec("string"),
-    "TrackingData": ParamSpec("string"),
-    "Label": ParamSpec("string"),
-    "Ttl": ParamSpec("integer"),
-    "Tag": ParamSpec("string"),
-    "TaskId": ParamSpec("string"),
-    "FallBackDuration": ParamSpec("integer"),
-    "ProductAction": ParamSpec("object"),
-    "FallBackRule": ParamSpec("string"),
-    "FlowAction": ParamSpec("object"),
-    "TemplateName": ParamSpec("string"),
-    "RecipientType": ParamSpec("string"),
-    "MessageCampaignId": ParamSpec("string"),
-    "AdAccountId": ParamSpec("string"),
-    "TokenType": ParamSpec("string"),
-    "Category": ParamSpec("string"),
-}
+def _specs(*specs: ParamSpec) -> Mapping[str, ParamSpec]:
+    return MappingProxyType({spec.name: spec for spec in specs})
 
-CHANNELS = ("whatsapp", "messenger", "instagram", "viber")
-_MESSENGER_TYPES = (
-    "text", "image", "video", "document", "audio", "interactive", "couponTemplate",
-    "regularTemplate", "quickReply", "buttonTemplate",
-)  # fmt: skip
-MESSAGE_TYPES: Mapping[str, tuple[str, ...]] = {
-    "whatsapp": (
-        "text", "image", "video", "audio", "document", "interactive", "location", "contacts",
-        "reaction", "sticker", "typing_indicator", "pin",
+
+# Every parameter, in the reference's order; the last three exist only in the SDK model.
+PARAMETERS: Mapping[str, ParamSpec] = _specs(
+    ParamSpec("ChannelType", "string", required=True),
+    ParamSpec("Type", "string", required=True),
+    ParamSpec("MessageType", "string", required_when="Type=message"),
+    ParamSpec("TemplateCode", "string", required_when="Type=template"),
+    ParamSpec("Language", "string", required_when="Type=template"),
+    ParamSpec("From", "string", required=True),
+    ParamSpec("To", "string", required=True),
+    ParamSpec("TemplateParams", "object"),
+    ParamSpec("Content", "json", required_when="Type=message"),
+    ParamSpec("Payload", "array"),
+    ParamSpec("CustWabaId", "string", deprecated=True),
+    ParamSpec("FallBackId", "string"),
+    ParamSpec("FallBackContent", "string"),
+    ParamSpec("IsvCode", "string", deprecated=True),
+    ParamSpec("CustSpaceId", "string"),
+    ParamSpec("ContextMessageId", "string"),
+    ParamSpec("TrackingData", "string"),
+    ParamSpec("Label", "string"),
+    ParamSpec("Ttl", "integer"),
+    ParamSpec("Tag", "string"),
+    ParamSpec("TaskId", "string"),
+    ParamSpec("FallBackDuration", "integer"),
+    ParamSpec("ProductAction", "object"),
+    ParamSpec("FallBackRule", "string"),
+    ParamSpec("FlowAction", "object"),
+    ParamSpec("TemplateName", "string"),
+    ParamSpec("RecipientType", "string"),
+    ParamSpec("MessageCampaignId", "string"),
+    ParamSpec("AdAccountId", "string"),
+    ParamSpec("TokenType", "string"),
+    ParamSpec("Category", "string"),
+    ParamSpec("OwnerId", "integer", documented=False),
+    ParamSpec("ResourceOwnerId", "integer", documented=False),
+    ParamSpec("ResourceOwnerAccount", "string", documented=False),
+)
+
+CHANNELS: tuple[str, ...] = ("whatsapp", "messenger", "instagram", "viber")
+PHONE_CHANNELS: frozenset[str] = frozenset({"whatsapp", "viber"})  # To is a phone number
+TYPES: tuple[str, ...] = ("template", "message")
+
+_MEDIA_AND_CHAT = (
+    "text",
+    "image",
+    "video",
+    "document",
+    "audio",
+    "interactive",
+    "couponTemplate",
+    "regularTemplate",
+    "quickReply",
+    "buttonTemplate",
+)
+MESSAGE_TYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "whatsapp": (
+            "text",
+            "image",
+            "video",
+            "audio",
+            "document",
+            "interactive",
+            "location",
+            "contacts",
+            "reaction",
+            "sticker",
+            "typing_indicator",
+            "pin",
+        ),
+        "viber": (
+            "text",
+            "image",
+            "text_image_button",
+            "text_button",
+            "document",
+            "video",
+            "text_video",
+            "text_video_button",
+            "text_image",
+        ),
+        "messenger": _MEDIA_AND_CHAT,
+        "instagram": _MEDIA_AND_CHAT,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRule:
+    """Content fields for one (channel, MessageType), spelled as the reference's examples.
+
+    ``array``: Content is a JSON array of objects (WhatsApp contacts), each needing
+    ``required``. Types the reference gives no fields for have the empty rule.
+    """
+
+    required: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    array: bool = False
+
+
+_NO_CAPTION = ("caption",)
+_RULES: dict[tuple[str, str], ContentRule] = {
+    ("whatsapp", "text"): ContentRule(("text",), _NO_CAPTION),
+    ("whatsapp", "image"): ContentRule(("link",)),
+    ("whatsapp", "video"): ContentRule(("link",)),
+    ("whatsapp", "audio"): ContentRule(("link",), _NO_CAPTION),
+    ("whatsapp", "document"): ContentRule(("link", "fileName"), _NO_CAPTION),
+    ("whatsapp", "interactive"): ContentRule(("type", "action")),
+    ("whatsapp", "contacts"): ContentRule(("name",), array=True),
+    ("whatsapp", "location"): ContentRule(("longitude", "latitude")),
+    ("whatsapp", "sticker"): ContentRule(("link",), ("caption", "fileName")),
+    ("whatsapp", "reaction"): ContentRule(("messageId", "emoji")),
+    ("messenger", "text"): ContentRule(("text",)),
+    ("messenger", "image"): ContentRule(("link",)),
+    ("messenger", "video"): ContentRule(("link",)),
+    ("messenger", "audio"): ContentRule(("link",)),
+    ("messenger", "document"): ContentRule(("link",)),
+    ("instagram", "text"): ContentRule(("text",)),
+    ("instagram", "image"): ContentRule(("link",)),
+    ("instagram", "video"): ContentRule(("link",)),
+    ("instagram", "audio"): ContentRule(("link",)),
+    ("viber", "text"): ContentRule(("text",)),
+    ("viber", "image"): ContentRule(("link",)),
+    ("viber", "video"): ContentRule(("link", "thumbnail", "fileSize", "duration")),
+    ("viber", "document"): ContentRule(("link", "fileName", "fileType")),
+    ("viber", "text_button"): ContentRule(("text", "caption", "action")),
+    ("viber", "text_image_button"): ContentRule(("text", "link", "caption", "action")),
+    ("viber", "text_video"): ContentRule(("text", "link", "thumbnail", "fileSize", "duration")),
+    ("viber", "text_video_button"): ContentRule(
+        ("text", "link", "thumbnail", "fileSize", "duration", "caption"), ("action",)
     ),
-    "viber": (
-        "text", "image", "text_image_button", "text_button", "document", "video", "text_video",
-        "text_video_button", "text_image",
-    ),
-    "messenger": _MESSENGER_TYPES,
-    "instagram": _MESSENGER_TYPES,
-}  # fmt: skip
+}
+# Every allowed (channel, MessageType); the ones the reference is silent on have no fields.
+CONTENT_RULES: Mapping[tuple[str, str], ContentRule] = MappingProxyType(
+    {
+        (channel, kind): _RULES.get((channel, kind), ContentRule())
+        for channel, kinds in MESSAGE_TYPES.items()
+        for kind in kinds
+    }
+)
 
-# (channel, MessageType) -> Content fields that must be present and non-empty.
-_REQUIRED: Mapping[tuple[str, str], tuple[str, ...]] = {
-    ("whatsapp", "text"): ("text",),
-    ("whatsapp", "image"): ("link",),
-    ("whatsapp", "video"): ("link",),
-    ("whatsapp", "audio"): ("link",),
-    ("whatsapp", "document"): ("link", "fileName"),
-    ("whatsapp", "interactive"): ("type", "action"),
-    ("whatsapp", "contacts"): ("name",),
-    ("whatsapp", "location"): ("longitude", "latitude"),
-    ("whatsapp", "sticker"): ("link",),
-    ("whatsapp", "reaction"): ("messageId", "emoji"),
-    ("messenger", "text"): ("text",),
-    ("messenger", "image"): ("link",),
-    ("messenger", "video"): ("link",),
-    ("messenger", "audio"): ("link",),
-    ("messenger", "document"): ("link",),
-    ("instagram", "text"): ("text",),
-    ("instagram", "image"): ("link",),
-    ("instagram", "video"): ("link",),
-    ("instagram", "audio"): ("link",),
-    ("viber", "text"): ("text",),
-    ("viber", "image"): ("link",),
-    ("viber", "video"): ("link", "thumbnail", "fileSize", "duration"),
-    ("viber", "document"): ("link", "fileName", "fileType"),
-    ("viber", "text_button"): ("text", "caption", "action"),
-    ("viber", "text_image_button"): ("text", "link", "caption", "action"),
-    ("viber", "text_video"): ("text", "link", "thumbnail", "fileSize", "duration"),
-    ("viber", "text_video_button"): (
-        "text", "link", "thumbnail", "fileSize", "duration", "caption",
-    ),
-}  # fmt: skip
-# (channel, MessageType) -> Content fields the API does not accept.
-_FORBIDDEN: Mapping[tuple[str, str], tuple[str, ...]] = {
-    ("whatsapp", "text"): ("caption",),
-    ("whatsapp", "audio"): ("caption",),
-    ("whatsapp", "document"): ("caption",),
-    ("whatsapp", "sticker"): ("caption", "fileName"),
-    ("viber", "text_video_button"): ("action",),
+ENUMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "Label": ("promotion", "transaction"),
+        "FallBackRule": ("undelivered", "sentFailed"),
+        "RecipientType": ("individual", "group"),
+    }
+)
+# name -> (lowest, highest, unit)
+RANGES: Mapping[str, tuple[int, int, str]] = MappingProxyType(
+    {"Ttl": (30, 1_209_600, "seconds"), "FallBackDuration": (60, 43_200, "seconds")}
+)
+_MAX_SECTIONS, _MAX_PRODUCTS = 10, 30  # ProductAction limits in the reference
+
+# Codes the server answers (cams-wire §7); ranges, enums and plain missing values have no
+# specific code there, so they get the generic one.
+_INVALID = "InvalidParameter"
+_MISSING_FIELD_CODES = {
+    "text": "InvalidParameter.TextNotEmpty",
+    "link": "InvalidParameter.LinkNotEmpty",
 }
-_ENUMS: Mapping[str, tuple[str, ...]] = {
-    "Label": ("promotion", "transaction"),
-    "FallBackRule": ("undelivered", "sentFailed"),
-    "RecipientType": ("individual", "group"),
-}
-_RANGES: Mapping[str, tuple[int, int, str]] = {
-    "Ttl": (30, 1_209_600, "seconds"),
-    "FallBackDuration": (60, 43_200, "seconds"),
-}
-_CONTENT_CODES = {"text": "InvalidParameter.TextNotEmpty", "link": "InvalidParameter.LinkNotEmpty"}
+_CONTENT_ERROR = "InvalidParameter.ContentError"
+_URL_NOT_HTTP = "ERR-OPERATION-MAAP-0085"
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    code: str  # the CAMS error code the server would answer
-    field: str  # the API parameter at fault
-    message: str  # a reason a marketer understands
+    """One reason the server would reject the call."""
 
-
-def required_content_fields(channel: str, message_type: str) -> tuple[str, ...]:
-    return _REQUIRED.get((channel, message_type), ())
-
-
-def _present(content: Mapping[str, Any], name: str) -> bool:
-    # The reference spells fields both ways (Link/link, FileName/fileName).
-    for key, value in content.items():
-        if key.lower() == name.lower():
-            return value not in (None, "", [], {})
-    return False
-
-
-def _check_content(channel: str, message_type: str, raw: str | None) -> list[Problem]:
-    if raw is None or raw == "":
-        return [
-            Problem(
-                "InvalidParameter.ContentNotEmpty",
-                "Content",
-                "Content is required when Type is message",
-            )
-        ]
-    try:
-        content = json.loads(raw)
-    except ValueError:
-        return [Problem("InvalidParameter.ContentError", "Content", "Content is not valid JSON")]
-    if channel == "whatsapp" and message_type == "contacts" and isinstance(content, list):
-        if not all(isinstance(c, Mapping) and _present(c, "name") for c in content) or not content:
-            return [
-                Problem("InvalidParameter.ContentError", "Content", "each contact needs a name")
-            ]
-        return []
-    if not isinstance(content, Mapping):
-        return [
-            Problem("InvalidParameter.ContentError", "Content", "Content must be a JSON object")
-        ]
-    problems = []
-    for name in required_content_fields(channel, message_type):
-        if not _present(content, name):
-            problems.append(
-                Problem(
-                    _CONTENT_CODES.get(name, "InvalidParameter.ContentError"),
-                    "Content",
-                    f"Content needs a non-empty '{name}' for a {channel} {message_type} message",
-                )
-            )
-    for name in _FORBIDDEN.get((channel, message_type), ()):
-        if any(k.lower() == name.lower() for k in content):
-            problems.append(
-                Problem(
-                    "InvalidParameter.ContentError",
-                    "Content",
-                    f"a {channel} {message_type} message cannot have '{name}' in Content",
-                )
-            )
-    return problems
-
-
-def check_recipient(channel: str, to: str) -> Problem | None:
-    """Wire-level recipient check: phone channels want 8-15 digits, no '+'."""
-    if channel in ("whatsapp", "viber"):
-        if not (to.isascii() and to.isdigit() and 8 <= len(to) <= 15):
-            return Problem(
-                "InvalidParameter.PhoneNumberError",
-                "To",
-                "To must be a phone number of 8 to 15 digits with its country code",
-            )
-        return None
-    if not to or any(c.isspace() for c in to):
-        return Problem("InvalidParameter", "To", f"To must be a {channel} user ID without spaces")
-    return None
+    code: str  # the CAMS error code, e.g. "InvalidParameter.TemplateCodeNotEmpty"
+    field: str  # the API parameter, e.g. "Content"
+    message: str  # what to fix, in words a marketer understands
 
 
 def check_call(query: Mapping[str, str]) -> list[Problem]:
-    """Every rule of the reference that a single call can break. Never raises."""
+    """Problems of one SendChatappMessage call in wire form; empty when the call is valid."""
     problems: list[Problem] = []
-    channel = query.get("ChannelType", "")
-    if channel not in CHANNELS:
-        return [
-            Problem(
-                "InvalidParameter.ChannelTypeNotSupport",
-                "ChannelType",
-                f"ChannelType must be one of {', '.join(CHANNELS)} (got {channel!r})",
-            )
-        ]
-    for name in ("From", "To"):
-        if not query.get(name):
-            problems.append(Problem("InvalidParameter", name, f"{name} is required"))
-    kind = query.get("Type", "")
+    values = {name: _text(value) for name, value in query.items() if _text(value).strip()}
+    channel = _check_channel(values.get("ChannelType"), problems)
+    kind = _check_type(values.get("Type"), problems)
+    _check_sender(channel, values.get("From"), problems)
+    if "To" not in values:
+        problems.append(Problem(_INVALID, "To", "To is required: the recipient's number or ID"))
     if kind == "template":
-        if not query.get("TemplateCode") and not query.get("TemplateName"):
-            problems.append(
-                Problem(
-                    "InvalidParameter.TemplateCodeNotEmpty",
-                    "TemplateCode",
-                    "TemplateCode is required when Type is template",
-                )
-            )
-        if not query.get("Language"):
-            problems.append(
-                Problem(
-                    "InvalidParameter.LanguageNotEmpty",
-                    "Language",
-                    "Language is required when Type is template",
-                )
-            )
+        _check_template(values, problems)
     elif kind == "message":
-        message_type = query.get("MessageType", "")
-        if not message_type:
+        _check_message(channel, values, problems)
+    for name, allowed in ENUMS.items():
+        if name in values and values[name] not in allowed:
+            choices = " or ".join(allowed)
             problems.append(
-                Problem(
-                    "InvalidParameter.MessageTypeNotEmpty",
-                    "MessageType",
-                    "MessageType is required when Type is message",
-                )
+                Problem(_INVALID, name, f"{name} must be {choices} (got {values[name]!r})")
             )
-        elif message_type not in MESSAGE_TYPES[channel]:
-            problems.append(
-                Problem(
-                    "InvalidParameter.MessageTypeNotSupport",
-                    "MessageType",
-                    f"MessageType {message_type!r} is not available on {channel}; use one of "
-                    + ", ".join(MESSAGE_TYPES[channel]),
-                )
-            )
-        else:
-            problems.extend(_check_content(channel, message_type, query.get("Content")))
-    else:
-        problems.append(
-            Problem("InvalidParameter", "Type", f"Type must be template or message (got {kind!r})")
-        )
-    for name, values in _ENUMS.items():
-        value = query.get(name)
-        if value is not None and value != "" and value not in values:
-            problems.append(
-                Problem(
-                    "InvalidParameter",
-                    name,
-                    f"{name} must be {' or '.join(values)} (got {value!r})",
-                )
-            )
-    for name, (low, high, unit) in _RANGES.items():
-        value = query.get(name)
-        if value is None or value == "":
-            continue
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or not low <= number <= high:
-            problems.append(
-                Problem(
-                    "InvalidParameter",
-                    name,
-                    f"{name} must be a whole number of {unit} from {low} to {high} (got {value})",
-                )
-            )
-    for name in ("TemplateParams", "ProductAction", "FlowAction", "Payload"):
-        value = query.get(name)
-        if value is None:
-            continue
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        wanted = list if name == "Payload" else dict
-        if not isinstance(parsed, wanted):
-            problems.append(
-                Problem("InvalidParameter", name, f"{name} is not valid JSON of the right shape")
-            )
+    for name, spec in PARAMETERS.items():
+        if spec.kind == "integer" and name in values:
+            _check_integer(name, values[name], problems)
+    _check_json_parameters(values, problems)
     return problems
+
+
+def check_recipient(channel: str, to: str, recipient_type: str | None = None) -> Problem | None:
+    """Whether ``To`` has the form the channel needs (phone channels: 8-15 digits).
+
+    Messenger and Instagram take page- or account-scoped user IDs, as do WhatsApp groups
+    (``recipient_type="group"``). An unknown channel is check_call's concern: None.
+    """
+    value = _text(to)
+    if channel in PHONE_CHANNELS and recipient_type != "group":
+        if not re.fullmatch(r"[0-9]{8,15}", value):
+            return Problem(
+                "InvalidParameter.PhoneNumberError",
+                "To",
+                f"To must be the country code and number, 8 to 15 digits only "
+                f"(got {_shown(value)})",
+            )
+        return None
+    if channel in CHANNELS and (not value or re.search(r"\s", value)):
+        return Problem(_INVALID, "To", f"To must be a {channel} recipient ID without spaces")
+    return None
+
+
+# --- parts of check_call ---------------------------------------------------------------------
+
+
+def _text(value: object) -> str:
+    # Wire values are strings; anything else (from a careless caller) is read as its text.
+    return value if isinstance(value, str) else str(value)
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def _suggest(value: str, allowed: tuple[str, ...]) -> str:
+    for option in allowed:
+        if option.lower() == value.strip().lower():
+            return f" (did you mean {option!r}?)"
+    return ""
+
+
+def _check_channel(value: str | None, problems: list[Problem]) -> str | None:
+    code = "InvalidParameter.ChannelTypeNotSupport"
+    choices = ", ".join(CHANNELS)
+    if value is None:
+        problems.append(Problem(code, "ChannelType", f"ChannelType is required: {choices}"))
+        return None
+    if value not in CHANNELS:
+        hint = _suggest(value, CHANNELS)
+        message = f"ChannelType {_shown(value)} is not supported: use {choices}{hint}"
+        problems.append(Problem(code, "ChannelType", message))
+        return None
+    return value
+
+
+def _check_type(value: str | None, problems: list[Problem]) -> str | None:
+    if value is None:
+        message = "Type is required: template (an approved template) or message (free form)"
+        problems.append(Problem(_INVALID, "Type", message))
+        return None
+    if value not in TYPES:
+        hint = _suggest(value, TYPES)
+        message = f"Type must be template or message (got {_shown(value)}){hint}"
+        problems.append(Problem(_INVALID, "Type", message))
+        return None
+    return value
+
+
+def _check_sender(channel: str | None, value: str | None, problems: list[Problem]) -> None:
+    if value is None:
+        problems.append(Problem(_INVALID, "From", "From is required: the sender number or ID"))
+    elif channel == "whatsapp" and not re.fullmatch(r"[0-9]+", value):
+        message = (
+            "From must be the WhatsApp sender number in digits only, with the country code "
+            f"and no + (got {_shown(value)})"
+        )
+        problems.append(Problem("InvalidParameter.FromOnlyNumeric", "From", message))
+
+
+def _check_template(values: Mapping[str, str], problems: list[Problem]) -> None:
+    if "TemplateCode" not in values:
+        message = "TemplateCode is required for Type=template (see Template Design)"
+        if "TemplateName" in values:
+            message += "; TemplateName alone is not enough"
+        problems.append(Problem("InvalidParameter.TemplateCodeNotEmpty", "TemplateCode", message))
+    if "Language" not in values:
+        message = "Language is required for Type=template, e.g. en"
+        problems.append(Problem("InvalidParameter.LanguageNotEmpty", "Language", message))
+
+
+def _check_message(channel: str | None, values: Mapping[str, str], problems: list[Problem]) -> None:
+    kind = values.get("MessageType")
+    if kind is None:
+        message = "MessageType is required for Type=message, e.g. text"
+        problems.append(Problem("InvalidParameter.MessageTypeNotEmpty", "MessageType", message))
+    elif channel is not None and kind not in MESSAGE_TYPES[channel]:
+        allowed = MESSAGE_TYPES[channel]
+        message = (
+            f"MessageType {_shown(kind)} is not supported on {channel}: use one of "
+            f"{', '.join(allowed)}{_suggest(kind, allowed)}"
+        )
+        problems.append(Problem("InvalidParameter.MessageTypeNotSupport", "MessageType", message))
+        kind = None
+    elif channel == "whatsapp" and kind == "pin" and values.get("RecipientType") != "group":
+        message = "pin messages can only be sent to groups: set RecipientType=group"
+        problems.append(Problem("InvalidParameter.MessageTypeNotSupport", "MessageType", message))
+    content = values.get("Content")
+    if content is None:
+        message = 'Content is required for Type=message: the message as JSON, e.g. {"text":"Hi"}'
+        problems.append(Problem("InvalidParameter.ContentNotEmpty", "Content", message))
+        return
+    parsed = _json(content)
+    if parsed is _BAD_JSON:
+        message = f"Content is not valid JSON (got {_shown(content)})"
+        problems.append(Problem(_CONTENT_ERROR, "Content", message))
+        return
+    if channel is None or kind is None:
+        return  # which fields are needed depends on a valid channel and MessageType
+    rule = CONTENT_RULES[(channel, kind)]
+    _check_content(parsed, rule, f"{channel} {kind}", problems)
+
+
+def _check_content(parsed: Any, rule: ContentRule, what: str, problems: list[Problem]) -> None:
+    if rule.array:
+        if not isinstance(parsed, list) or not parsed:
+            message = f'Content for {what} must be a JSON array of contacts, e.g. [{{"name":...}}]'
+            problems.append(Problem(_CONTENT_ERROR, "Content", message))
+            return
+        items = parsed
+    elif not isinstance(parsed, dict):
+        message = f'Content for {what} must be a JSON object, e.g. {{"text":"Hi"}}'
+        problems.append(Problem(_CONTENT_ERROR, "Content", message))
+        return
+    else:
+        items = [parsed]
+    for number, item in enumerate(items, start=1):
+        where = f" in contact {number}" if rule.array else ""
+        if not isinstance(item, dict):
+            message = f"Content for {what}: contact {number} must be a JSON object"
+            problems.append(Problem(_CONTENT_ERROR, "Content", message))
+            continue
+        fields = {str(key).lower(): value for key, value in item.items()}
+        for name in rule.required:
+            if not _present(fields.get(name.lower())):
+                code = _MISSING_FIELD_CODES.get(name.lower(), _CONTENT_ERROR)
+                message = f"Content for {what} needs a {name!r} field{where}"
+                problems.append(Problem(code, "Content", message))
+        for name in rule.forbidden:
+            if name.lower() in fields:
+                message = f"Content for {what} must not have a {name!r} field{where}"
+                problems.append(Problem(_CONTENT_ERROR, "Content", message))
+        link = fields.get("link")
+        if (
+            isinstance(link, str)
+            and link.strip()
+            and not re.match(r"https?://", link.strip(), re.I)
+        ):
+            message = (
+                f"the link in Content must start with http:// or https:// (got {_shown(link)})"
+            )
+            problems.append(Problem(_URL_NOT_HTTP, "Content", message))
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, dict | list):
+        return bool(value)
+    return True
+
+
+def _check_integer(name: str, value: str, problems: list[Problem]) -> None:
+    # Strict like the server's integer parsing: no spaces, no decimals.
+    whole = re.fullmatch(r"[+-]?[0-9]+", value) is not None
+    limits = RANGES.get(name)
+    if limits is None:
+        if not whole:
+            message = f"{name} must be a whole number (got {_shown(value)})"
+            problems.append(Problem(_INVALID, name, message))
+        return
+    low, high, unit = limits
+    # int() refuses very long digit strings (Python 3.11): those are out of range anyway.
+    fits = whole and len(value.lstrip("+-").lstrip("0")) <= 12
+    if not (fits and low <= int(value) <= high):
+        shown = value if fits else _shown(value)
+        message = f"{name} must be a whole number of {unit} from {low} to {high} (got {shown})"
+        problems.append(Problem(_INVALID, name, message))
+
+
+_BAD_JSON: Any = object()
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and huge ints
+        return _BAD_JSON
+
+
+def _check_json_parameters(values: Mapping[str, str], problems: list[Problem]) -> None:
+    checks = {
+        "TemplateParams": _template_params_problem,
+        "Payload": _payload_problem,
+        "ProductAction": _product_action_problem,
+        "FlowAction": _flow_action_problem,
+    }
+    for name, check in checks.items():
+        if name not in values:
+            continue
+        parsed = _json(values[name])
+        problem = (
+            f"{name} is not valid JSON (got {_shown(values[name])})"
+            if parsed is _BAD_JSON
+            else check(parsed)
+        )
+        if problem:
+            problems.append(Problem(_INVALID, name, problem))
+
+
+def _template_params_problem(parsed: Any) -> str | None:
+    if not isinstance(parsed, dict):
+        return 'TemplateParams must be a JSON object of texts, e.g. {"name":"Ana"}'
+    bad = [key for key, value in parsed.items() if not isinstance(value, str)]
+    if bad:
+        return f"TemplateParams values must be texts (not for {', '.join(map(repr, bad[:3]))})"
+    return None
+
+
+def _payload_problem(parsed: Any) -> str | None:
+    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+        return 'Payload must be a JSON array of texts, e.g. ["yes","no"]'
+    return None
+
+
+def _product_action_problem(parsed: Any) -> str | None:
+    if not isinstance(parsed, dict):
+        return "ProductAction must be a JSON object with ThumbnailProductRetailerId and Sections"
+    thumbnail = parsed.get("ThumbnailProductRetailerId")
+    if thumbnail is not None and not isinstance(thumbnail, str):
+        return "ProductAction ThumbnailProductRetailerId must be a text"
+    sections = parsed.get("Sections", [])
+    if not isinstance(sections, list) or not all(isinstance(s, dict) for s in sections):
+        return "ProductAction Sections must be an array of objects with Title and ProductItems"
+    if len(sections) > _MAX_SECTIONS:
+        return f"ProductAction can have at most {_MAX_SECTIONS} Sections (got {len(sections)})"
+    products = 0
+    for section in sections:
+        items = section.get("ProductItems", [])
+        if not isinstance(items, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("ProductRetailerId"), str)
+            for item in items
+        ):
+            return "ProductAction ProductItems must be objects with a ProductRetailerId text"
+        products += len(items)
+    if products > _MAX_PRODUCTS:
+        return f"ProductAction can have at most {_MAX_PRODUCTS} products (got {products})"
+    return None
+
+
+def _flow_action_problem(parsed: Any) -> str | None:
+    if not isinstance(parsed, dict):
+        return "FlowAction must be a JSON object with FlowToken and FlowActionData"
+    if "FlowActionData" in parsed and not isinstance(parsed["FlowActionData"], dict):
+        return "FlowAction FlowActionData must be a JSON object"
+    if "FlowToken" in parsed and not isinstance(parsed["FlowToken"], str):
+        return "FlowAction FlowToken must be a text"
+    return None

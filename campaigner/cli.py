@@ -201,13 +201,14 @@ class _Progress:
         self._bar: Any = None
         self._task: Any = None
         self._last_log = 0.0
+        self._t0: float | None = None
         self._log = logging.getLogger("campaigner.progress")
 
     def __call__(self, stats: PoolStats, total: int) -> None:
         now = time.monotonic()
-        elapsed = now - (self._t0 if hasattr(self, "_t0") else now)
-        if not hasattr(self, "_t0"):
+        if self._t0 is None:
             self._t0 = now
+        elapsed = now - self._t0
         rate = stats.done / elapsed if elapsed > 0 else 0.0
         remaining = max(total - stats.done, 0)
         eta = _duration(remaining / rate) if rate > 0 else "?"

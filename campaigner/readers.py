@@ -9,7 +9,8 @@ raises ``UnreadableInputError`` or ``EmptyInputError`` with one message;
 
 Choices (documented for the rest of campaigner):
 
-* Header: the first non-blank row. Header names are stripped of surrounding
+* Header: the first non-blank row (XLSX: of the chosen sheet; by default the
+  first visible worksheet). Header names are stripped of surrounding
   whitespace. An empty header cell names its column ``column_<letter>`` (Excel
   letter of its position) unless the whole column is empty, then the column is
   dropped. Duplicates keep the first name and rename later ones ``name_2``,
@@ -21,10 +22,13 @@ Choices (documented for the rest of campaigner):
   given, else UTF-8. Invalid UTF-8 is a file-level error that names the line
   and suggests the ``encoding`` setting; there is no silent cp1252 fallback.
   Line ends are normalised to ``\\n`` (also inside quoted cells).
+* CSV parsing: polars, on chunks cut at record ends; a marker field appended
+  to each line gives every record's true field count (polars pads short rows
+  silently). From the first chunk whose quoting is not RFC 4180 (polars would
+  read it its own way) the rest of the file is read with Python's ``csv``
+  module (non-strict), the reference for damaged quoting: slower, nothing lost.
 * CSV damage: ragged rows keep their first cells and get an issue; NUL bytes
-  in a data row are a row issue (in the header, a file error). Files whose
-  quoting polars rejects are read from that point on with Python's ``csv``
-  module (non-strict), so nothing is lost, only slower.
+  in a data row are a row issue (in the header, a file error).
 * XLSX is read with fastexcel (calamine) with every column as string, after a
   bounded pre-scan of the zip and the sheet XML. The pre-scan refuses hostile
   files and finds the cells whose string form needs fixing: booleans
@@ -296,7 +300,7 @@ def _open_csv(path: Path, head: bytes, encoding: str | None) -> InputTable:
     if _looks_like_html(head):
         raise _fail(path, _HTML_PROBLEM)
     codec, skip = _csv_encoding(path, head, encoding)
-    _validate_text(path, codec, skip, head)
+    _validate_text(path, codec, skip)
 
     blocks = _text_blocks(path, codec, skip, "replace", _SAMPLE)
     sample_bytes = b"".join(_take(blocks, _SAMPLE))
@@ -388,7 +392,7 @@ def _csv_encoding(path: Path, head: bytes, encoding: str | None) -> tuple[str, i
     return "utf-8", 0
 
 
-def _validate_text(path: Path, codec: str, skip: int, head: bytes) -> None:
+def _validate_text(path: Path, codec: str, skip: int) -> None:
     """Decode the whole file once so a bad byte is a file-level error, not a late crash."""
     decoder = codecs.getincrementaldecoder(codec)("strict")
     line = 1
@@ -607,11 +611,12 @@ def _parse_chunk(chunk: bytes, plan: _CsvPlan, record0: int) -> tuple[pl.DataFra
             break
         width = min(width * 4, _MAX_CSV_WIDTH)
     records = frame.height
-    if records > chunk.count(b"\n"):
+    lines = chunk.count(b"\n")
+    if records > lines:
         return None  # more records than lines: parsing went astray
     cells = [f"c{i}" for i in range(plan.width)]
     exprs = [pl.col(c) for c in cells]
-    if quoted and records < chunk.count(b"\n"):
+    if quoted and records < lines:
         # Multi-line cells got the marker inside them: take it out again.
         exprs = [
             pl.when(e.str.contains(sentinel, literal=True))
@@ -642,6 +647,17 @@ _RX_DELIMITER = {",": ",", ";": ";", "\t": r"\t", "|": r"\|"}
 
 def _well_quoted(chunk: bytes, delimiter: str) -> bool:
     """Whether every record is RFC 4180 quoted: quotes only around whole fields."""
+    if chunk.count(b'"') < 50_000:
+        # Few quotes: the text between a closing and the next opening quote must be empty
+        # (an escaped quote) or start and end at a field boundary.
+        parts = chunk.split(b'"')
+        edges = (delimiter.encode(), b"\n")
+        return (
+            len(parts) % 2 == 1
+            and (not parts[0] or parts[0][-1:] in edges)
+            and (not parts[-1] or parts[-1][:1] in edges)
+            and all(not p or (p[:1] in edges and p[-1:] in edges) for p in parts[2:-1:2])
+        )
     d = _RX_DELIMITER[delimiter]
     field = rf'(?:"[^"]*"(?:"[^"]*")*|[^"{d}\n]*)'
     pattern = rf"\A(?:{field}(?:{d}{field})*\n)*\z"
@@ -653,7 +669,7 @@ def _keep_data(frame: pl.DataFrame, plan: _CsvPlan) -> pl.DataFrame:
     """Drop the header, what precedes it, and blank records."""
     cells = [f"c{i}" for i in range(plan.width)]
     nonblank = (
-        pl.any_horizontal([_nonblank(c) for c in cells])
+        pl.concat_str(cells, ignore_nulls=True).str.contains(r"\S")
         | (pl.col("__n") > plan.width)
         | pl.col("__bad").is_not_null()
     )
@@ -753,12 +769,16 @@ class _SheetEntry:
     visible: bool
 
 
-@dataclass(slots=True)
-class _Special:
-    row: int  # 1-based sheet row
-    col: int  # 1-based sheet column
-    kind: str  # "e" error, "b" boolean, "f" formula without value, "n" number
-    raw: str
+# Cells whose fastexcel text must be replaced, one frame per scanned part:
+# row and col (1-based), ref ("C7"), kind ("e" error, "b" boolean, "f" formula
+# without a cached value, "n" number to render ourselves) and raw <v> text.
+_SPECIAL_SCHEMA = {
+    "row": pl.Int64,
+    "col": pl.Int64,
+    "ref": pl.String,
+    "kind": pl.String,
+    "raw": pl.String,
+}
 
 
 @dataclass(slots=True)
@@ -767,15 +787,16 @@ class _ScanState:
     prefix: str = ""
     max_col: int = 26  # exact once a reference beyond column Z is seen
     max_row: int = 99_999  # exact once a reference beyond row 99,999 is seen
-    irregular: bool = False  # some cells lack r="..."; bounds came from counting
-    specials: list[_Special] = field(default_factory=list)
+    irregular: bool = False  # some cells lack r="..."; bounds come from counting
+    row_cursor: int = 0  # last row seen while counting (carries across parts)
+    specials: list[pl.DataFrame] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class _LoadedSheet:
     frame: pl.DataFrame  # fastexcel output; row i is sheet row i + 1
     columns: tuple[int, ...]  # 1-based sheet column of each frame column
-    specials: list[_Special]
+    specials: pl.DataFrame  # _SPECIAL_SCHEMA
 
 
 class _HostileError(Exception):
@@ -1150,66 +1171,69 @@ def _check_dimension(head: bytes, prefix: bytes) -> None:
 
 def _scan_part(part: bytes, state: _ScanState) -> None:
     text = part.decode("utf-8", errors="replace")
-    found = pl.Series([text]).str.extract_all(state.pattern)[0]
-    if found is None or found.len() == 0:
+    found = pl.Series("m", [text]).str.extract_all(state.pattern).explode().drop_nulls()
+    if found.len() == 0:
         return
-    cell_tag = f"<{state.prefix}c"
-    for match in found.to_list():
-        if match.startswith("<!"):
-            raise _HostileError("the sheet declares a DTD or XML entities")
-        if not match.startswith(cell_tag):
-            # A far reference: it counts for the grid unless the cell is empty (styled only).
-            if not match.endswith("/>"):
-                ref = _ATTR.search(match)
-                _bound(state, _parse_ref(ref.group(2) or ref.group(3)) if ref else None)
-            continue
-        tag_end = match.find(">")
-        attrs = _attrs(match[len(cell_tag) : tag_end])
-        where = _parse_ref(attrs.get("r", ""))
-        if where is None:
-            state.irregular = True
-            continue
-        self_closing = match[tag_end - 1] == "/"
-        if not self_closing:
-            _bound(state, where)
-        kind = attrs.get("t", "n")
-        value = _value_of(match, state.prefix)
-        has_formula = f"<{state.prefix}f" in match
-        if kind in ("e", "b"):
-            if value is not None:
-                state.specials.append(_Special(where[0], where[1], kind, value.strip()))
-            elif kind == "e" and not self_closing:
-                state.specials.append(_Special(where[0], where[1], "e", ""))
-        elif has_formula and not value:
-            if kind == "str" and value is not None:
-                continue  # a formula whose cached result is empty text
-            state.specials.append(_Special(where[0], where[1], "f", ""))
-        elif kind == "n" and value is not None:
-            state.specials.append(_Special(where[0], where[1], "n", value.strip()))
+    if found.str.starts_with("<!").any():
+        raise _HostileError("the sheet declares a DTD or XML entities")
+    p = re.escape(state.prefix)
+    cell = found.str.starts_with(f"<{state.prefix}c")
+    quoted = r"""\s*=\s*["']"""
+    tags = pl.when(cell).then(found.str.extract(rf"^<{p}c([^>]*)>")).otherwise(found)
+    parts = pl.DataFrame({"m": found, "cell": cell}).with_columns(
+        tag=tags,
+        letters=tags.str.extract(rf"\br{quoted}([A-Za-z]+)"),
+        digits=tags.str.extract(rf"\br{quoted}[A-Za-z]+([0-9]+)"),
+        t=tags.str.extract(rf"""\bt{quoted}([^"']*)""").fill_null("n"),
+        value=pl.col("m").str.extract(rf"<{p}v(?:\s[^>]*)?>([^<]*)</{p}v>"),
+        formula=pl.col("m").str.contains(f"<{p}f"),
+    )
+    if parts.filter(pl.col("cell") & pl.col("digits").is_null()).height:
+        state.irregular = True  # a cell without r="...": count positions exactly
+    parts = parts.filter(pl.col("digits").is_not_null())
+    letters = parts["letters"].str.to_uppercase()
+    numbers = {x: _column_number(x.encode("ascii")) for x in letters.unique().to_list()}
+    parts = parts.with_columns(
+        row=pl.col("digits").cast(pl.Int64, strict=False).fill_null(1 << 40),
+        col=letters.replace_strict(numbers, return_dtype=pl.Int64),
+        ref=letters + pl.col("digits"),
+        filled=~pl.col("tag").str.ends_with("/"),
+    )
+    # Styled empty cells do not enlarge calamine's grid; cells with content do.
+    used = parts.filter(pl.col("filled"))
+    if used.height:
+        top_row, top_col = used.select(pl.col("row").max(), pl.col("col").max()).row(0)
+        state.max_row = max(state.max_row, int(top_row))
+        state.max_col = max(state.max_col, int(top_col))
+    t, value = pl.col("t"), pl.col("value")
+    kind = (
+        pl.when(~pl.col("cell"))
+        .then(None)
+        .when(t.is_in(["e", "b"]) & value.is_not_null())
+        .then(t)
+        .when((t == "e") & pl.col("filled"))
+        .then(pl.lit("e"))
+        .when(t.is_in(["e", "b"]))
+        .then(None)
+        .when(pl.col("formula") & ((value.is_null()) | ((value == "") & (t != "str"))))
+        .then(pl.lit("f"))
+        .when((t == "n") & value.is_not_null() & (value != ""))
+        .then(pl.lit("n"))
+    )
+    specials = parts.select(
+        "row", "col", "ref", kind.alias("kind"), value.str.strip_chars().fill_null("").alias("raw")
+    ).filter(pl.col("kind").is_not_null())
+    if specials.height:
+        state.specials.append(specials)
     if state.irregular:
         _scan_structure(part, state)
-
-
-def _bound(state: _ScanState, where: tuple[int, int] | None) -> None:
-    if where is not None:
-        row, col = where
-        if row > 99_999:
-            state.max_row = max(state.max_row, row)
-        if col > 26:
-            state.max_col = max(state.max_col, col)
-
-
-def _value_of(cell: str, prefix: str) -> str | None:
-    p = re.escape(prefix)
-    found = re.search(rf"<{p}v(?:\s[^>]*)?>([^<]*)</{p}v>", cell)
-    return found.group(1) if found else None
 
 
 def _scan_structure(part: bytes, state: _ScanState) -> None:
     """Exact positions when some cells lack r="...": calamine counts them on."""
     p = re.escape(state.prefix.encode("ascii"))
     tag = re.compile(b"<" + p + rb"(row|c)(?=[\s>/])([^>]*)>")
-    row = 0
+    row = state.row_cursor
     col = 0
     for match in tag.finditer(part):
         attrs = _attrs(match.group(2).decode("utf-8", "replace"))
@@ -1226,7 +1250,8 @@ def _scan_structure(part: bytes, state: _ScanState) -> None:
             state.max_row = max(state.max_row, row)
             state.max_col = max(state.max_col, col)
         if state.max_col > MAX_SHEET_COLUMNS or state.max_row > MAX_SHEET_ROWS:
-            return  # refused by the caller
+            break  # refused by the caller
+    state.row_cursor = row
 
 
 def _attrs(tag: str) -> dict[str, str]:
@@ -1258,7 +1283,8 @@ def _load_sheet(path: Path, entry: _SheetEntry, scan: _ScanState) -> _LoadedShee
         raise _HostileError(f"the workbook is damaged ({message})") from None
     if frame.width == 0 or frame.height == 0:
         return None
-    return _LoadedSheet(frame, columns, scan.specials)
+    specials = pl.concat(scan.specials) if scan.specials else pl.DataFrame(schema=_SPECIAL_SCHEMA)
+    return _LoadedSheet(frame, columns, specials)
 
 
 def _render_number(raw: str) -> str | None:
@@ -1278,6 +1304,35 @@ def _render_number(raw: str) -> str | None:
     return format(value, ".15g")
 
 
+def _or_value(column: str) -> pl.Expr:
+    return pl.when(pl.col(column) != "").then(pl.col(column)).otherwise(pl.lit("#VALUE!"))
+
+
+def _special_values(group: pl.DataFrame, before: pl.Series) -> pl.Series:
+    """New text for one column's special cells (null: empty cell or keep fastexcel's)."""
+    kind, raw = group["kind"], group["raw"]
+    number = raw.cast(pl.Float64, strict=False)
+    whole = number.is_finite() & (number == number.floor())
+    plain = (whole & (number.abs() < 1e15)).fill_null(False)
+    rendered = pl.select(
+        pl.when(plain).then(number.cast(pl.Int64, strict=False).cast(pl.String))
+    ).to_series()
+    # Dates are numbers too: fastexcel already rendered those, keep them.
+    is_date = before.str.contains(_FASTEXCEL_DATE.pattern).fill_null(False)
+    rest = ((kind == "n") & ~plain & ~is_date & number.is_not_null()).arg_true()
+    if rest.len():
+        texts = [_render_number(x) for x in raw.gather(rest).to_list()]
+        rendered.scatter(rest, pl.Series(texts, dtype=pl.String))
+    boolean = pl.when(raw.str.to_lowercase().is_in(["1", "true"])).then(pl.lit("TRUE"))
+    return pl.select(
+        pl.when(kind == "n")
+        .then(pl.when(is_date).then(None).otherwise(rendered))
+        .when(kind == "b")
+        .then(boolean.otherwise(pl.lit("FALSE")))
+        .otherwise(None)
+    ).to_series()
+
+
 def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputTable:
     frame = loaded.frame
     names = frame.columns
@@ -1294,44 +1349,40 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
         if has_dates
     )
 
-    overrides: dict[int, tuple[list[int], list[str | None]]] = {}
-    issues: dict[int, list[str]] = {}
-    for special in loaded.specials:
-        index = special.row - 1
-        pos = position.get(special.col)
-        if pos is None or not 0 <= index < height:
-            continue
-        ref = f"{_column_letter(special.col - 1)}{special.row}"
-        value: str | None
-        if special.kind == "n":
-            current = loaded.frame.item(index, pos)
-            if current is not None and _FASTEXCEL_DATE.match(current):
-                continue  # a date-formatted number, already rendered as a date
-            value = _render_number(special.raw)
-            if value is None:
-                continue
-        elif special.kind == "b":
-            value = "TRUE" if special.raw.lower() in ("1", "true") else "FALSE"
-        elif special.kind == "e":
-            value = None
-            issues.setdefault(index, []).append(
-                f"cell {ref} is an Excel error ({special.raw or '#VALUE!'})"
-            )
-        else:
-            value = None
-            issues.setdefault(index, []).append(
-                f"cell {ref} has a formula without a saved value (open and save it in Excel)"
-            )
-        rows, values = overrides.setdefault(pos, ([], []))
-        rows.append(index)
-        values.append(value)
-    if overrides:
-        replaced = []
-        for pos, (rows, values) in overrides.items():
-            series = frame.to_series(pos).clone()
-            series.scatter(rows, pl.Series(values, dtype=pl.String))
-            replaced.append(series)
+    specials = loaded.specials.with_columns(
+        index=pl.col("row") - 1,
+        pos=pl.col("col").replace_strict(position, default=None, return_dtype=pl.Int64),
+    ).filter(pl.col("pos").is_not_null() & (pl.col("index") < height))
+    replaced = []
+    for (pos,), group in specials.group_by("pos"):
+        assert isinstance(pos, int)
+        rows = group["index"]
+        before = loaded.frame.to_series(pos).gather(rows)
+        values = _special_values(group, before)
+        keep = values.is_not_null() | (group["kind"] != "n")
+        series = frame.to_series(pos).clone()
+        series.scatter(rows.filter(keep), values.filter(keep))
+        replaced.append(series)
+    if replaced:
         frame = frame.with_columns(replaced)
+    messages = specials.filter(pl.col("kind").is_in(["e", "f"])).select(
+        "index",
+        "col",
+        pl.when(pl.col("kind") == "e")
+        .then(pl.format("cell {} is an Excel error ({})", "ref", _or_value("raw")))
+        .otherwise(
+            pl.format(
+                "cell {} has a formula without a saved value (open and save it in Excel)", "ref"
+            )
+        )
+        .alias("message"),
+    )
+    issues = dict(
+        messages.sort("index", "col")
+        .group_by("index", maintain_order=True)
+        .agg(pl.col("message").str.join("; "))
+        .iter_rows()
+    )
 
     frame = frame.with_columns(pl.when(pl.col(n) != "").then(pl.col(n)).alias(n) for n in names)
     blank = frame.select(_nonblank(n).alias(n) for n in names)

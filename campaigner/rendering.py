@@ -29,6 +29,7 @@ import jinja2
 import jinja2.meta
 import jinja2.nodes as nodes
 import polars as pl
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from campaigner.config import closest
@@ -64,11 +65,11 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > 64:
-                raise jinja2.sandbox.SecurityError("exponent too large")
+                raise SecurityError("exponent too large")
             return left**right
         for a, b in ((left, right), (right, left)):
             if isinstance(a, str | list | tuple) and isinstance(b, int) and b > _MAX_OPERAND:
-                raise jinja2.sandbox.SecurityError("repeated value too large")
+                raise SecurityError("repeated value too large")
         return left * right
 
 
@@ -113,10 +114,7 @@ def _classify(path: Path_, source: str) -> Slot:
     if len(body) == 1 and isinstance(body[0], nodes.Output):
         items = body[0].nodes
         if all(isinstance(n, nodes.TemplateData | nodes.Name) for n in items):
-            parts = tuple(
-                (True, n.name) if isinstance(n, nodes.Name) else (False, n.data)  # type: ignore[union-attr]
-                for n in items
-            )
+            parts = tuple(_part(n) for n in items)
             if not variables:
                 return Slot(path, source, "static", (), ((False, "".join(t for _, t in parts)),))
             if len(parts) == 1:
@@ -125,6 +123,13 @@ def _classify(path: Path_, source: str) -> Slot:
     if not body:
         return Slot(path, source, "static", (), ((False, ""),))
     return Slot(path, source, "jinja", variables, (), _ENV.from_string(source))
+
+
+def _part(node: nodes.Node) -> tuple[bool, str]:
+    if isinstance(node, nodes.Name):
+        return True, str(node.name)
+    assert isinstance(node, nodes.TemplateData)
+    return False, str(node.data)
 
 
 def _walk(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
@@ -183,7 +188,7 @@ def _render_one(
         return None, f"empty value in column '{name}' (needed for {label})"
     except _RenderTimeout:
         return None, f"{label}: the template took too long to render"
-    except jinja2.sandbox.SecurityError as exc:
+    except SecurityError as exc:
         return None, f"{label}: the template is not allowed to do that ({exc})"
     except Exception as exc:  # any template runtime error is this row's problem, never a crash
         return None, f"{label}: template error: {type(exc).__name__}: {exc}"[:300]
@@ -285,11 +290,11 @@ class MessageTemplate:
             combos = keys.head(1)
         values: list[str | None] = []
         errs: list[str | None] = []
-        for row in combos.iter_rows(named=True):
-            context = {k: v for k, v in row.items() if v is not None and k != "__k"}
-            text, err = _render_one(slot.template, context, label)
+        for combo in combos.iter_rows(named=True):
+            context = {k: v for k, v in combo.items() if v is not None and k != "__k"}
+            text, problem = _render_one(slot.template, context, label)
             values.append(text)
-            errs.append(err)
+            errs.append(problem)
         rendered = combos.with_columns(
             pl.Series("__v", values, dtype=pl.String), pl.Series("__e", errs, dtype=pl.String)
         )
@@ -303,7 +308,7 @@ class MessageTemplate:
 
         ``values`` maps ``slot.column`` to the rendered text for dynamic slots.
         """
-        message = _copy(self.skeleton)
+        message: dict[str, Any] = _copy(self.skeleton)
         for slot in self.slots:
             text = slot.parts[0][1] if slot.kind == "static" else values.get(slot.column)
             _assign(message, slot.path, text)

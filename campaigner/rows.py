@@ -167,7 +167,7 @@ class Plan:
         keys = frame.select(cols)
         combos = keys.unique(maintain_order=True)
         stand_in = self._stand_in()
-        errors = []
+        errors: list[str | None] = []
         for row in combos.iter_rows(named=True):
             if any(v is None for v in row.values()):
                 errors.append(None)  # already a render error

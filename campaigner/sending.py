@@ -112,7 +112,7 @@ def _changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 def find_unfinished_runs(out: Path, meta: dict[str, str]) -> list[Path]:
     """Earlier runs of the same campaign and input that still have rows to send."""
-    found = []
+    found: list[Path] = []
     if not out.is_dir():
         return found
     for run_dir in sorted(out.glob(f"{meta['name']}-*")):

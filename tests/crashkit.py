@@ -76,8 +76,17 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         self.port = free_port()
         cmd = [
-            sys.executable, "-m", "campaigner", "sandbox", "--port", str(self.port),
-            "--latency-ms", str(self.latency_ms), "--log", str(self.log), *self.extra,
+            sys.executable,
+            "-m",
+            "campaigner",
+            "sandbox",
+            "--port",
+            str(self.port),
+            "--latency-ms",
+            str(self.latency_ms),
+            "--log",
+            str(self.log),
+            *self.extra,
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -112,7 +121,9 @@ def campaigner(*args: str, env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str, str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> tuple[int, str, str]:
     proc = campaigner(*args, env=env)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out.decode(), err.decode()

@@ -10,11 +10,15 @@ import pytest
 from campaigner.cams import ReplyKind, build_query, classify_reply
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sdk-capture"
-SINGLE_SEND = sorted(
-    p.name
-    for p in CAPTURES.glob("[a-k]-*.json")
-    if json.loads(p.read_text()).get("input", {}).get("Type")
-) if CAPTURES.exists() else []
+SINGLE_SEND = (
+    sorted(
+        p.name
+        for p in CAPTURES.glob("[a-k]-*.json")
+        if json.loads(p.read_text()).get("input", {}).get("Type")
+    )
+    if CAPTURES.exists()
+    else []
+)
 
 
 @pytest.mark.skipif(not CAPTURES.exists(), reason="shared/reference not beside the repo")
@@ -49,7 +53,13 @@ def body(**fields: object) -> bytes:
         (200, {}, body(Code="OK", RequestId="r"), ReplyKind.UNKNOWN, "OK"),  # no MessageId
         (200, {}, b'{"Code":"OK","Mess', ReplyKind.UNKNOWN, "HTTP200"),  # truncated
         (200, {}, b"<html>oops</html>", ReplyKind.UNKNOWN, "HTTP200"),
-        (200, {}, body(Code="Template.NotExist", Message="x"), ReplyKind.FAILED, "Template.NotExist"),
+        (
+            200,
+            {},
+            body(Code="Template.NotExist", Message="x"),
+            ReplyKind.FAILED,
+            "Template.NotExist",
+        ),
         (400, {}, body(Code="System.LimitControl"), ReplyKind.RETRY, "System.LimitControl"),
         (400, {}, body(Code="Throttling.User"), ReplyKind.RETRY, "Throttling.User"),
         (429, {}, b"", ReplyKind.RETRY, "HTTP429"),

@@ -13,7 +13,7 @@ from campaigner.rendering import compile_message
 
 def render(template: str, rows: list[dict[str, str | None]]) -> list[tuple[str | None, str | None]]:
     message = compile_message({"To": template})
-    frame = pl.DataFrame(rows, schema={k: pl.String for k in rows[0]})
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(rows[0], pl.String))
     out = message.render(frame)
     slot = message.slot("To")
     assert slot is not None
@@ -35,7 +35,12 @@ def render(template: str, rows: list[dict[str, str | None]]) -> list[tuple[str |
         ("{{ phone }}", {"phone": None}, None, "empty value in column 'phone' (needed for To)"),
         ("{{ phone }}", {"phone": "   "}, None, "empty value in column 'phone' (needed for To)"),
         ("Hi {{ name }}", {"name": ""}, None, "empty value in column 'name' (needed for To)"),
-        ("{{ name | upper }}", {"name": None}, None, "empty value in column 'name' (needed for To)"),
+        (
+            "{{ name | upper }}",
+            {"name": None},
+            None,
+            "empty value in column 'name' (needed for To)",
+        ),
     ],
 )
 def test_render_cases(
