@@ -16,12 +16,16 @@ from typing import Any
 
 __all__ = (
     "ACCOUNT_ERROR_CODES",
+    "DEFAULT_ENDPOINT",
     "Reply",
     "ReplyKind",
     "build_query",
     "classify_reply",
     "compact_json",
 )
+
+
+DEFAULT_ENDPOINT = "https://cams.ap-southeast-1.aliyuncs.com"  # the only documented one
 
 
 def compact_json(value: object) -> str:

@@ -14,38 +14,21 @@ import time
 from collections.abc import Callable
 from functools import partial, wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import click
 
-from campaigner.client import DEFAULT_ENDPOINT, CamsClient
+from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.config import load_campaign
 from campaigner.errors import CampaignerError
-from campaigner.journal import RunLock
 from campaigner.outcomes import Status
-from campaigner.pool import PoolStats
-from campaigner.preview import PreviewResult, run_preview
-from campaigner.reconcile import ReconcileResult, reconcile_rows
 from campaigner.runs import Tally, private_umask
-from campaigner.sending import (
-    SendOptions,
-    SendResult,
-    open_run,
-    rebuild_report,
-    rebuild_run_report,
-    run_send,
-)
-from campaigner.signing import Credentials
-from campaigner.simulator import (
-    Fault,
-    FaultPlan,
-    FaultWindow,
-    Simulator,
-    SimulatorConfig,
-    run_forever,
-    serve,
-)
+
+if TYPE_CHECKING:  # the send stack (aiohttp, anyio, the simulator) loads only when used
+    from campaigner.pool import PoolStats
+    from campaigner.preview import PreviewResult
+    from campaigner.reconcile import ReconcileResult
+    from campaigner.sending import SendResult
 
 __all__ = ("cli", "main")
 
@@ -69,6 +52,14 @@ def handle_errors(func: F) -> F:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so plainly, keep the traceback for -v / logs
+            logging.getLogger("campaigner").debug("unexpected error", exc_info=True)
+            _fail(
+                f"unexpected internal error ({type(exc).__name__}: {exc}); nothing was lost: "
+                "the report and journal in the run folder are intact. Please report this bug."
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -176,6 +167,8 @@ def preview(
     campaign_file: Path, input_path: Path | None, out: Path, report_format: str, as_json: bool
 ) -> None:
     """Validate and render every row and write the preview report; send nothing."""
+    from campaigner.preview import run_preview
+
     _setup_logging(False)
     campaign = load_campaign(campaign_file)
     for warning in campaign.warnings:
@@ -304,6 +297,12 @@ def send(
     verbose: bool,
 ) -> None:
     """Validate every row, then send the valid ones and write the report."""
+    import anyio
+
+    from campaigner.sending import SendOptions, run_send
+    from campaigner.signing import Credentials
+    from campaigner.simulator import Simulator, SimulatorConfig, serve
+
     _setup_logging(verbose)
     campaign = load_campaign(campaign_file)
     for warning in campaign.warnings:
@@ -371,7 +370,8 @@ def send(
     multiple=True,
     metavar="NAME=RATE",
     help="Inject a fault at a rate, e.g. unavailable_503=0.02 (repeatable). Names: "
-    + ", ".join(f.value for f in Fault),
+    + "unavailable_503, reset_before, reset_after, timeout_after, error_500_after, "
+    "malformed_200, throttle",
 )
 @click.option(
     "--fail-recipient",
@@ -423,6 +423,8 @@ def sandbox(
     keys: tuple[str, ...],
 ) -> None:
     """Run the CAMS simulator on 127.0.0.1 until Ctrl-C."""
+    from campaigner.simulator import FaultPlan, FaultWindow, SimulatorConfig, run_forever
+
     _setup_logging(False)
 
     def pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -476,6 +478,8 @@ run_dir_arg = click.argument(
 @handle_errors
 def report(run_dir: Path, report_format: str) -> None:
     """Rebuild a run's report from its input and journal (also while it runs)."""
+    from campaigner.sending import rebuild_run_report
+
     _setup_logging(False)
     tally = rebuild_run_report(run_dir, _want_xlsx(report_format))
     click.echo(f"Report of {run_dir}")
@@ -502,6 +506,14 @@ def report(run_dir: Path, report_format: str) -> None:
 @handle_errors
 def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
     """Settle 'unknown' rows by looking them up with ListChatappMessage."""
+    import anyio
+
+    from campaigner.client import CamsClient
+    from campaigner.journal import RunLock
+    from campaigner.reconcile import reconcile_rows
+    from campaigner.sending import open_run, rebuild_report
+    from campaigner.signing import Credentials
+
     _setup_logging(False)
     credentials = Credentials.from_env(os.environ)
     with RunLock(run_dir):

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from campaigner.cams import Reply, ReplyKind, classify_reply
+from campaigner.cams import DEFAULT_ENDPOINT, Reply, ReplyKind, classify_reply
 from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
 from campaigner.signing import Credentials, format_date, sign_request
@@ -25,7 +25,6 @@ from campaigner.transport import AiohttpTransport
 
 __all__ = ("DEFAULT_ENDPOINT", "CamsClient", "check_endpoint")
 
-DEFAULT_ENDPOINT = "https://cams.ap-southeast-1.aliyuncs.com"
 _USER_AGENT = "campaigner/0.1 (+httpx; aiohttp)"
 
 

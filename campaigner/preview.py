@@ -89,8 +89,36 @@ def run_preview(
     run_dir = new_run_dir(out, campaign.name)
     tally = Tally()
     examples: list[dict[str, str]] = []
-    deduper = Deduper()
     want_xlsx = table.kind == "xlsx" if xlsx is None else xlsx
+    try:
+        _write_preview(plan, table, layout, run_dir, want_xlsx, batch_rows, tally, examples)
+    except BaseException:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()  # no half-made run folders
+        raise
+    result = PreviewResult(
+        run_dir=run_dir,
+        input_path=path,
+        tally=tally,
+        qps=campaign.send.qps,
+        seconds=time.perf_counter() - started,
+        examples=examples,
+    )
+    write_json_atomic(run_dir / "summary.json", {"name": campaign.name, **result.summary()})
+    return result
+
+
+def _write_preview(
+    plan: Plan,
+    table: InputTable,
+    layout: ReportLayout,
+    run_dir: Path,
+    want_xlsx: bool,
+    batch_rows: int,
+    tally: Tally,
+    examples: list[dict[str, str]],
+) -> None:
+    deduper = Deduper()
     with ReportWriter(run_dir, layout.columns, xlsx=want_xlsx) as writer:
         for batch in table.batches(batch_rows):
             prepared = plan.prepare(batch, deduper)
@@ -102,13 +130,3 @@ def run_preview(
             report = layout.frame(prepared)
             tally.add(report, layout.result_names)
             writer.write(report)
-    result = PreviewResult(
-        run_dir=run_dir,
-        input_path=path,
-        tally=tally,
-        qps=campaign.send.qps,
-        seconds=time.perf_counter() - started,
-        examples=examples,
-    )
-    write_json_atomic(run_dir / "summary.json", {"name": campaign.name, **result.summary()})
-    return result

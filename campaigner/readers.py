@@ -1377,7 +1377,7 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
         )
         .alias("message"),
     )
-    issues = dict(
+    issues: dict[int, str] = dict(
         messages.sort("index", "col")
         .group_by("index", maintain_order=True)
         .agg(pl.col("message").str.join("; "))
@@ -1422,7 +1422,7 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
     if issue_rows:
         issue.scatter(
             [index - header_index - 1 for index in issue_rows],
-            pl.Series(["; ".join(issues[index]) for index in issue_rows], dtype=pl.String),
+            pl.Series([issues[index] for index in issue_rows], dtype=pl.String),
         )
     first_row = header_index + 2
     result = data.with_columns(

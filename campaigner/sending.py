@@ -458,7 +458,7 @@ async def run_send(
             "name": campaign.name,
             "mode": "send",
             "input": str(path),
-            "endpoint": options.endpoint,
+            "endpoint": options.endpoint if sandbox is None else "the built-in simulator",
             **final.as_dict(),
             "requests": stats.started,
             "retries": stats.retries,

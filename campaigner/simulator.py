@@ -82,7 +82,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -100,7 +99,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from sys import intern
-from typing import Any, Literal, Protocol, TextIO, cast
+from typing import Any, Literal, TextIO
 
 from aiohttp import web
 
@@ -276,17 +275,6 @@ def read_accepted_log(path: Path) -> list[AcceptedSend]:
     return records
 
 
-class _Problem(Protocol):
-    @property
-    def code(self) -> str: ...
-
-    @property
-    def message(self) -> str: ...
-
-
-_CheckCall = Callable[[Mapping[str, str]], Sequence[_Problem]]
-_CheckRecipient = Callable[[str, str], _Problem | None]
-
 _JSON_CT = "application/json;charset=utf-8"
 _MSG_LIMIT = "The system is under flow control."
 _MSG_503 = "The request has failed due to a temporary failure of the server."
@@ -363,8 +351,6 @@ class Simulator:
         self._epoch = time.monotonic()
         self._refusing = False
         self._stopping: asyncio.Event | None = None
-        self._rules: tuple[_CheckCall, _CheckRecipient] | None = None
-        self._rules_missing = False
         self._log: TextIO | None = None
         self._log_dirty = False
         if log_path is not None:
@@ -664,34 +650,20 @@ class Simulator:
     def _validate(self, params: Mapping[str, str]) -> tuple[str, str] | None:
         to = params.get("To", "")
         if self.config.validate:
-            rules = self._load_rules()
-            if rules is not None:
-                check_call, check_recipient = rules
-                problems = check_call(params)
-                if problems:
-                    return problems[0].code, problems[0].message
-                found = check_recipient(params.get("ChannelType", ""), to) if to else None
-                if found is not None:
-                    return found.code, found.message
+            # Imported here: the rules module is only needed once requests are being served.
+            from campaigner.channels import check_call, check_recipient
+
+            problems = check_call(params)
+            if problems:
+                return problems[0].code, problems[0].message
+            channel = params.get("ChannelType", "")
+            found = check_recipient(channel, to, params.get("RecipientType")) if to else None
+            if found is not None:
+                return found.code, found.message
         code = self.config.faults.fail_recipients.get(to)
         if code is not None:
             return code, f"Simulated business error for this recipient ({code})."
         return None
-
-    def _load_rules(self) -> tuple[_CheckCall, _CheckRecipient] | None:
-        # Imported on first use: channels.py is owned elsewhere and is only needed when serving.
-        if self._rules is None and not self._rules_missing:
-            try:
-                channels = importlib.import_module("campaigner.channels")
-            except ImportError:
-                logger.error("campaigner.channels is missing: parameters are NOT validated")
-                self._rules_missing = True
-                return None
-            self._rules = (
-                cast(_CheckCall, channels.check_call),
-                cast(_CheckRecipient, channels.check_recipient),
-            )
-        return self._rules
 
     def _draw_delay(self) -> float:
         cfg = self.config

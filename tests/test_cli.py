@@ -1,0 +1,221 @@
+"""The CLI as a user runs it: real sample files, real processes, real reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_data"
+CANARY_ID, CANARY_SECRET, CANARY_TOKEN = (
+    "LTAI_CANARY_ID_7f3a",
+    "CANARY_SECRET_9b1c",
+    "CANARY_TOKEN_5d2e",
+)
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "campaigner", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=base | (env or {}),
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+
+
+def only_run(out: Path) -> Path:
+    [run] = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def input_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_preview_of_the_sample_campaign(tmp_path: Path) -> None:
+    result = cli("preview", str(SAMPLES / "whatsapp_template.toml"), "--out", str(tmp_path))
+    assert result.returncode == 3, result.stderr  # the sample has invalid rows on purpose
+    assert "rows read" in result.stdout and "would send" in result.stdout
+    assert "estimated send time at 250/s" in result.stdout
+    assert "scientific notation" in result.stdout
+    run = only_run(tmp_path)
+    report = read_csv(run / "report.csv")
+    source = input_rows(SAMPLES / "recipients.csv")
+    assert len(report) == len(source)
+    # Every input column unchanged, in order, then the result columns.
+    assert list(report[0])[: len(source[0])] == list(source[0])
+    assert list(report[0])[len(source[0]) :] == [
+        "row", "status", "To", "MessageId", "Code", "Message", "RequestId", "attempts", "error",
+    ]  # fmt: skip
+    for got, want in zip(report, source, strict=True):
+        for key, value in want.items():
+            assert got[key].removeprefix("'") == value
+    assert [r["row"] for r in report] == [str(i) for i in range(2, len(source) + 2)]
+    statuses = {r["status"] for r in report}
+    assert statuses == {"would_send", "invalid", "duplicate"}
+    dup = next(r for r in report if r["status"] == "duplicate")
+    assert dup["error"].startswith("same recipient as row ")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["rows"] == len(source)
+
+
+def test_xlsx_input_gets_an_xlsx_report(tmp_path: Path) -> None:
+    result = cli("preview", str(SAMPLES / "whatsapp_text.toml"), "--out", str(tmp_path))
+    assert result.returncode == 3, result.stderr
+    run = only_run(tmp_path)
+    book = openpyxl.load_workbook(run / "report.xlsx", read_only=True)
+    sheet = book.worksheets[0]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert len(rows) == 1001
+    header = rows[0]
+    to = header.index("To")
+    assert all(isinstance(r[to], str) for r in rows[1:] if r[to])  # phones stay text
+
+
+def test_send_to_the_sandbox_sends_every_valid_row(tmp_path: Path) -> None:
+    result = cli(
+        "send", str(SAMPLES / "whatsapp_template.toml"), "--sandbox", "--yes", "--json",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    summary = json.loads(result.stdout)
+    run = Path(summary["run_dir"])
+    report = read_csv(run / "report.csv")
+    sent = [r for r in report if r["status"] == "sent"]
+    assert len(sent) == summary["by_status"]["sent"] > 900
+    assert all(r["MessageId"] and r["Code"] == "OK" and r["attempts"] >= "1" for r in sent)
+    assert len({r["MessageId"] for r in sent}) == len(sent)
+    assert not [r for r in report if r["status"] in ("would_send", "unknown", "not_attempted")]
+
+
+def test_usage_error_exits_2() -> None:
+    assert cli("preview").returncode == 2
+    assert cli("send", "x.toml", "--qps", "251").returncode == 2
+
+
+def test_missing_campaign_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = cli("preview", str(tmp_path / "nope.toml"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: campaign file not found")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_key_names_the_closest_one(tmp_path: Path) -> None:
+    campaign = tmp_path / "c.toml"
+    text = (SAMPLES / "whatsapp_template.toml").read_text().replace("TemplateCode", "TemplatCode")
+    campaign.write_text(
+        text.replace('input = "recipients.csv"', f'input = "{SAMPLES}/recipients.csv"')
+    )
+    result = cli("preview", str(campaign), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "unknown key 'TemplatCode' in [message]; did you mean 'TemplateCode'?" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_misspelt_column_is_a_file_level_error(tmp_path: Path) -> None:
+    campaign = tmp_path / "c.toml"
+    text = (SAMPLES / "whatsapp_template.toml").read_text().replace("{{ coupon }}", "{{ cupon }}")
+    campaign.write_text(
+        text.replace('input = "recipients.csv"', f'input = "{SAMPLES}/recipients.csv"')
+    )
+    result = cli("preview", str(campaign), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "'cupon' (did you mean 'coupon'?)" in result.stderr
+
+
+def test_send_without_credentials_stops_before_reading(tmp_path: Path) -> None:
+    campaign = tmp_path / "c.toml"
+    text = (SAMPLES / "whatsapp_template.toml").read_text()
+    campaign.write_text(text.replace('input = "recipients.csv"', 'input = "missing.csv"'))
+    result = cli("send", str(campaign), "--yes", "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in result.stderr  # not "missing.csv not found"
+
+
+def test_plain_http_is_refused_except_on_loopback(tmp_path: Path) -> None:
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s"}
+    result = cli(
+        "send", str(SAMPLES / "whatsapp_template.toml"), "--endpoint", "http://example.com",
+        "--yes", "--out", str(tmp_path), env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "refusing plain http" in result.stderr
+
+
+def test_without_a_terminal_invalid_rows_stop_the_send_unless_yes(tmp_path: Path) -> None:
+    result = cli(
+        "send", str(SAMPLES / "whatsapp_template.toml"), "--sandbox", "--out", str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert "pass --yes" in result.stderr
+
+
+def test_secrets_never_leave_the_process(tmp_path: Path) -> None:
+    """Canary credentials: a wrong secret makes CAMS refuse the account; nothing leaks."""
+    env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": CANARY_ID,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": CANARY_SECRET,
+        "ALIBABA_CLOUD_SECURITY_TOKEN": CANARY_TOKEN,
+    }
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "campaigner", "sandbox", "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = sandbox.stderr.readline() if sandbox.stderr else ""
+        url = line.split(" on ")[1].split(" ")[0]
+        result = cli(
+            "send", str(SAMPLES / "whatsapp_template.toml"), "--endpoint", url, "--yes", "-v",
+            "--out", str(tmp_path), env=env,
+        )  # fmt: skip
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    assert result.returncode == 1
+    assert "refused the account" in result.stderr
+    haystacks = [result.stdout, result.stderr]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            haystacks.append(path.read_bytes().decode("utf-8", "replace"))
+    for canary in (CANARY_SECRET, CANARY_TOKEN, CANARY_ID):
+        assert not any(canary in h for h in haystacks), canary
+    # Logs show masked numbers only.
+    assert "8615783086271" not in result.stderr
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command in ("preview", "send", "report", "reconcile", "sandbox"):
+        assert f"campaigner {command}" in readme
+        assert cli(command, "--help").returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_readme_quick_start_commands_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    makefile = (ROOT / "Makefile").read_text()
+    assert "demo:" in makefile and "test:" in makefile
