@@ -59,8 +59,8 @@ def test_config_errors(data: dict[str, Any], error: str) -> None:
 @pytest.mark.parametrize(
     ("message", "error"),
     [
-        ({"TemplateCode": None}, "TemplateCode is required when Type is template"),
-        ({"Language": None}, "Language is required when Type is template"),
+        ({"TemplateCode": None}, "TemplateCode is required for Type=template"),
+        ({"Language": None}, "Language is required for Type=template"),
         ({"Type": "message"}, "MessageType is required for Type=message"),
         ({"Type": "message", "MessageType": "text"}, "Content is required"),
         (
