@@ -43,19 +43,26 @@ def mask_recipient(to: str) -> str:
 
 @dataclass
 class Deduper:
-    """Remembers the first row of every recipient across batches (a small polars frame)."""
+    """Remembers the first row of every recipient across batches.
+
+    Recipients are kept as 64-bit hashes (16 bytes a recipient with the row number), so a
+    million-row list costs ~16 MB; a collision between two of a million numbers has odds
+    of about 1 in 10^7.
+    """
 
     seen: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(schema={TO: pl.String, "__first": pl.Int64})
+        default_factory=lambda: pl.DataFrame(schema={"__key": pl.UInt64, "__first": pl.Int64})
     )
 
     def mark(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Set later rows of an already seen recipient to duplicate (pointing to the first)."""
         sendable = frame[STATUS] == Status.WOULD_SEND.value
-        candidates = frame.filter(sendable).select(
-            TO, ROW_COLUMN, pl.col(ROW_COLUMN).first().over(TO).alias("__first_here")
+        candidates = (
+            frame.filter(sendable)
+            .select(pl.col(TO).hash(seed=0).alias("__key"), ROW_COLUMN)
+            .with_columns(pl.col(ROW_COLUMN).first().over("__key").alias("__first_here"))
         )
-        joined = candidates.join(self.seen, on=TO, how="left", maintain_order="left")
+        joined = candidates.join(self.seen, on="__key", how="left", maintain_order="left")
         first = joined.select(pl.coalesce("__first", "__first_here").alias("f"))["f"]
         dup_rows = joined.with_columns(first.alias("__f")).filter(
             pl.col("__f") != pl.col(ROW_COLUMN)
@@ -63,7 +70,9 @@ class Deduper:
         fresh = joined.filter(
             pl.col("__first").is_null() & (pl.col("__first_here") == pl.col(ROW_COLUMN))
         )
-        self.seen = pl.concat([self.seen, fresh.select(TO, pl.col(ROW_COLUMN).alias("__first"))])
+        self.seen = pl.concat(
+            [self.seen, fresh.select("__key", pl.col(ROW_COLUMN).alias("__first"))], rechunk=True
+        )
         if dup_rows.is_empty():
             return frame
         pointers = dup_rows.select(ROW_COLUMN, "__f")
