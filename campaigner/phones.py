@@ -644,6 +644,15 @@ def _check_validity(work: pl.DataFrame, tables: _Tables) -> pl.DataFrame:
         state, code, nsn = f"{prefix}_state", f"{prefix}_code", f"{prefix}_nsn"
         e164 = (pl.col(code).cast(pl.String) + pl.col(nsn)).alias(f"{prefix}_e164")
         work = work.with_columns(e164)
+        if prefix == "b":  # the same number as the first reading (CAMS style in its region)
+            copy = (
+                (pl.col(state) == _CHECK)
+                & (pl.col("a_e164") == pl.col("b_e164"))
+                & pl.col("a_state").is_in((_VALID, _INVALID))
+            )
+            work = work.with_columns(
+                pl.when(copy).then(pl.col("a_state")).otherwise(pl.col(state)).alias(state)
+            )
         todo = work.filter(pl.col(state) == _CHECK).select("i", code=code, nsn=nsn)
         if todo.height == 0:
             continue

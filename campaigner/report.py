@@ -38,6 +38,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from enum import Enum
@@ -503,9 +504,14 @@ class ReportWriter:
             return
         try:
             assert self._csv is not None
-            self._csv.write(frame)
-            if self._xlsx is not None:
-                self._xlsx.write(frame)
+            if self._xlsx is None:
+                self._csv.write(frame)
+            else:
+                # Both sinks spend their time in polars and zlib, which release the GIL.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    xlsx_done = pool.submit(self._xlsx.write, frame)
+                    self._csv.write(frame)
+                    xlsx_done.result()
         except BaseException:
             self.abort()  # a half-written batch must never be committed
             raise

@@ -1,32 +1,522 @@
-"""An httpx transport on aiohttp's connection pool.
+"""A small HTTP/1.1 keep-alive transport for httpx, on asyncio Protocols.
 
 The code above this module speaks httpx (``httpx.Request``/``httpx.Response`` and the
 ``httpx.AsyncBaseTransport`` seam, so tests can swap in ``httpx.MockTransport``). The
-engine underneath is aiohttp because httpx 0.28's own pool collapses at the ~250
-requests in flight that 250 QPS at 1 s latency needs (perf.md §5: 12 req/s at 96 % CPU),
-while aiohttp holds the rate at ~0.8 ms of CPU per request.
+engine is our own because the workload is one tiny request shape at 250/s with up to a
+few hundred requests in flight: httpx 0.28's pool collapses there (perf.md §5), aiohttp
+holds it at ~0.8 ms of CPU per request, and this engine at about a fifth of that
+(bench/send.py prints the whole-process figure). It does only what that needs:
+HTTP/1.1 with keep-alive, Content-Length, chunked and read-until-close bodies, TLS via an
+``ssl.SSLContext``, connect and read timeouts. No proxies, redirects, cookies, HTTP/2.
 
-The one job besides moving bytes: translate aiohttp's errors into the httpx exception
-that says *whether the request can have reached the server*, because that decides
+Besides ``handle_async_request`` it offers a two-step fast path for the send pool:
+``await ready(url)`` makes sure an idle connection is open (connecting if needed), then
+``start(request)`` writes the request bytes *synchronously* and returns a future, so the
+pacer's grant and the moment the bytes reach the socket are the same instant.
+
+Errors say *whether the request can have reached the server*, because that decides
 between "safe to retry" and "unknown" (reliability.md §2.3):
 
 - ``httpx.ConnectError`` / ``httpx.ConnectTimeout``: no connection, nothing was sent.
 - ``httpx.ReadTimeout`` / ``httpx.ReadError`` / ``httpx.RemoteProtocolError``: the
-  request may have arrived.
+  request was written and may have arrived.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
+import time
 
 import aiohttp
 import httpx
 from yarl import URL
 
-__all__ = ("AiohttpTransport",)
+__all__ = ("AiohttpTransport", "Http11Transport")
+
+_Origin = tuple[str, str, int]  # scheme, host, port
+_MAX_HEAD = 64 * 1024
+_MAX_BODY = 16 * 1024 * 1024
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def _origin(url: httpx.URL) -> _Origin:
+    scheme = url.scheme
+    port = url.port or (443 if scheme == "https" else 80)
+    return scheme, url.host, port
+
+
+def _serialize(request: httpx.Request, body: bytes) -> bytes:
+    url = request.url
+    target = url.raw_path  # path + "?" + query, as given (already canonical)
+    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    if body:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def _timeouts(request: httpx.Request, connect: float, read: float) -> tuple[float, float]:
+    t = request.extensions.get("timeout")
+    if not t:
+        return connect, read
+    c, r = t.get("connect", connect), t.get("read", read)
+    return (connect if c is None else float(c)), (read if r is None else float(r))
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; at most one request at a time (no pipelining)."""
+
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_chunk_left",
+        "_chunked",
+        "_closed",
+        "_headers",
+        "_keep_alive",
+        "_length",
+        "_loop",
+        "_pool",
+        "_read_timeout",
+        "_request",
+        "_status",
+        "_timer",
+        "_waiter",
+        "idle_since",
+        "origin",
+        "transport",
+    )
+
+    def __init__(self, pool: Http11Transport, origin: _Origin) -> None:
+        self._pool = pool
+        self._loop = asyncio.get_running_loop()
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.idle_since = time.monotonic()
+        self._closed = False
+        self._waiter: asyncio.Future[httpx.Response] | None = None
+        self._request: httpx.Request | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._read_timeout = 15.0
+        self._reset_parser()
+
+    def _reset_parser(self) -> None:
+        self._buf = bytearray()
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] | None = None
+        self._length: int | None = None  # Content-Length; None: chunked or until close
+        self._chunked = False
+        self._chunk_left = -1  # -1: expecting a chunk-size line
+        self._body = bytearray()
+        self._keep_alive = True
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:
+            # Bytes nobody asked for: the connection is out of step; drop it.
+            self.close()
+            return
+        self._buf += data
+        try:
+            done = self._parse()
+        except _ProtocolError as exc:
+            self._fail(httpx.RemoteProtocolError(str(exc), request=self._request))
+            return
+        if done:
+            self._complete()
+        elif self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._loop.call_later(self._read_timeout, self._timed_out)
+
+    def eof_received(self) -> bool | None:
+        if self._waiter is not None and self._headers is not None and self._length is None:
+            if not self._chunked:  # body delimited by the end of the connection
+                self._keep_alive = False
+                self._complete()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.transport = None
+        self._pool._forget(self)
+        if self._waiter is not None:
+            if exc is None:
+                err: httpx.TransportError = httpx.RemoteProtocolError(
+                    "server disconnected without sending a complete response",
+                    request=self._request,
+                )
+            else:
+                err = httpx.ReadError(str(exc) or type(exc).__name__, request=self._request)
+            self._fail(err)
+
+    # -- requests -----------------------------------------------------------------------
+    @property
+    def usable(self) -> bool:
+        return not self._closed and self.transport is not None and not self.transport.is_closing()
+
+    def send(
+        self, request: httpx.Request, data: bytes, read_timeout: float
+    ) -> asyncio.Future[httpx.Response]:
+        assert self.transport is not None and self._waiter is None
+        waiter: asyncio.Future[httpx.Response] = self._loop.create_future()
+        self._waiter, self._request, self._read_timeout = waiter, request, read_timeout
+        self._timer = self._loop.call_later(read_timeout, self._timed_out)
+        self.transport.write(data)
+        return waiter
+
+    def _parse(self) -> bool:
+        """Consume buffered bytes; True once the whole response is in."""
+        buf = self._buf
+        if self._headers is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    raise _ProtocolError("response head too large")
+                return False
+            head = bytes(buf[:end]).split(b"\r\n")
+            del buf[: end + 4]
+            status_line = head[0].split(b" ", 2)
+            if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+                raise _ProtocolError(f"bad status line {head[0][:80]!r}")
+            try:
+                status = int(status_line[1])
+            except ValueError:
+                raise _ProtocolError(f"bad status line {head[0][:80]!r}") from None
+            headers = []
+            for line in head[1:]:
+                name, sep, value = line.partition(b":")
+                if not sep:
+                    raise _ProtocolError("bad header line")
+                headers.append((name.strip(), value.strip()))
+            if 100 <= status < 200:  # interim answer (100 Continue): the real one follows
+                return self._parse() if buf else False
+            self._status, self._headers = status, headers
+            self._keep_alive = status_line[0] != b"HTTP/1.0"
+            for name, value in headers:
+                lname = name.lower()
+                if lname == b"content-length":
+                    try:
+                        self._length = int(value)
+                    except ValueError:
+                        raise _ProtocolError("bad Content-Length") from None
+                elif lname == b"transfer-encoding":
+                    self._chunked = b"chunked" in value.lower()
+                elif lname == b"connection":
+                    v = value.lower()
+                    if b"close" in v:
+                        self._keep_alive = False
+                    elif b"keep-alive" in v:
+                        self._keep_alive = True
+            if self._chunked:
+                self._length = None
+            assert self._request is not None
+            if status in _NO_BODY_STATUS or self._request.method == "HEAD":
+                self._length = 0
+            elif self._length is None and not self._chunked:
+                self._keep_alive = False  # read until the server closes
+        if self._chunked:
+            return self._parse_chunks()
+        if self._length is None:
+            if len(buf) > _MAX_BODY:
+                raise _ProtocolError("response body too large")
+            return False
+        if len(buf) >= self._length:
+            if len(buf) > self._length:
+                self._keep_alive = False  # trailing bytes: do not reuse
+            self._body = buf[: self._length]
+            return True
+        return False
+
+    def _parse_chunks(self) -> bool:
+        buf = self._buf
+        while True:
+            if self._chunk_left < 0:
+                eol = buf.find(b"\r\n")
+                if eol < 0:
+                    return False
+                size_text = bytes(buf[:eol]).split(b";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise _ProtocolError("bad chunk size") from None
+                del buf[: eol + 2]
+                if size == 0:
+                    end = buf.find(b"\r\n\r\n") if buf[:2] != b"\r\n" else -2
+                    if end == -2:
+                        del buf[:2]
+                        return True
+                    if end < 0:
+                        return False
+                    del buf[: end + 4]  # trailers, ignored
+                    return True
+                self._chunk_left = size
+            if len(buf) < self._chunk_left + 2:
+                return False
+            self._body += buf[: self._chunk_left]
+            if len(self._body) > _MAX_BODY:
+                raise _ProtocolError("response body too large")
+            del buf[: self._chunk_left + 2]
+            self._chunk_left = -1
+
+    def _complete(self) -> None:
+        waiter, request = self._waiter, self._request
+        assert waiter is not None and request is not None and self._headers is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        headers = [(k, v) for k, v in self._headers if k.lower() != b"transfer-encoding"]
+        response = httpx.Response(
+            self._status,
+            headers=headers,
+            content=bytes(self._body),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+        keep = self._keep_alive
+        self._waiter = self._request = None
+        self._reset_parser()
+        if keep and self.usable:
+            self._pool._release(self)
+        else:
+            self.close()
+        if not waiter.done():
+            waiter.set_result(response)
+
+    def _fail(self, exc: Exception) -> None:
+        waiter = self._waiter
+        self._waiter = self._request = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.close()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(httpx.ReadTimeout("timed out waiting for the answer", request=self._request))
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.abort() if self._waiter is not None else self.transport.close()
+        self._closed = True
+        self._pool._forget(self)
+
+
+class _ProtocolError(Exception):
+    pass
+
+
+class Http11Transport(httpx.AsyncBaseTransport):
+    """A keep-alive connection pool; ``max_connections`` bounds open connections."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1000,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 15.0,
+        keepalive_s: float = 15.0,
+        verify: ssl.SSLContext | bool = True,
+        spare: int = 8,
+    ) -> None:
+        self._limit = max_connections
+        self._connect_timeout = connect_timeout_s
+        self._read_timeout = read_timeout_s
+        self._keepalive = keepalive_s
+        self._spare = spare
+        if isinstance(verify, ssl.SSLContext):
+            self._ssl: ssl.SSLContext | None = verify
+        elif verify:
+            self._ssl = None  # created on first https use
+        else:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self._ssl = ctx
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._all: set[_Connection] = set()
+        self._connecting: dict[_Origin, int] = {}
+        self._freed: asyncio.Event | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._last_error: Exception | None = None
+        self._closed = False
+        self.connections_opened = 0
+
+    # -- pool bookkeeping -----------------------------------------------------------------
+    @property
+    def open_connections(self) -> int:
+        return len(self._all)
+
+    def _release(self, conn: _Connection) -> None:
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(conn.origin, []).append(conn)
+        if self._freed is not None:
+            self._freed.set()
+
+    def _forget(self, conn: _Connection) -> None:
+        if conn in self._all:
+            self._all.discard(conn)
+            idle = self._idle.get(conn.origin)
+            if idle and conn in idle:
+                idle.remove(conn)
+            if self._freed is not None:
+                self._freed.set()
+
+    def _pop_idle(self, origin: _Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        now = time.monotonic()
+        # The oldest idle ones sit at the bottom (LIFO reuse): expire them first.
+        while idle and now - idle[0].idle_since > self._keepalive:
+            idle.pop(0).close()
+        while idle:
+            conn = idle.pop()
+            if conn.usable:
+                return conn
+            conn.close()
+        return None
+
+    def idle_count(self, url: httpx.URL) -> int:
+        return len(self._idle.get(_origin(url), ()))
+
+    def _ssl_for(self, origin: _Origin) -> ssl.SSLContext | None:
+        if origin[0] != "https":
+            return None
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    async def _connect(self, origin: _Origin, limit_s: float) -> _Connection:
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed")
+        loop = asyncio.get_running_loop()
+        scheme, host, port = origin
+        ctx = self._ssl_for(origin)
+        self._connecting[origin] = self._connecting.get(origin, 0) + 1
+        try:
+            async with asyncio.timeout(limit_s):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, origin),
+                    host,
+                    port,
+                    ssl=ctx,
+                    server_hostname=host if ctx is not None else None,
+                )
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        finally:
+            self._connecting[origin] -= 1
+        if self._closed:
+            conn.close()
+            raise httpx.ConnectError("the transport is closed")
+        self._all.add(conn)
+        self.connections_opened += 1
+        return conn
+
+    async def _warm(self, origin: _Origin) -> None:
+        try:
+            conn = await self._connect(origin, self._connect_timeout)
+        except httpx.TransportError as exc:
+            self._last_error = exc
+            if self._freed is not None:
+                self._freed.set()
+            return
+        self._last_error = None
+        self._release(conn)
+
+    def _top_up(self, origin: _Origin) -> None:
+        """Open connections in the background so that ``spare`` are idle or on the way."""
+        if self._closed:
+            return
+        want = self._spare - len(self._idle.get(origin, ())) - self._connecting.get(origin, 0)
+        room = self._limit - len(self._all) - sum(self._connecting.values())
+        for _ in range(max(0, min(want, room))):
+            task = asyncio.get_running_loop().create_task(self._warm(origin))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    # -- the fast path ----------------------------------------------------------------
+    async def ready(self, url: httpx.URL) -> None:
+        """Return once ``start`` can write to ``url`` at once; raises ConnectError/-Timeout."""
+        origin = _origin(url)
+        self._top_up(origin)
+        if self._idle.get(origin):
+            return
+        deadline = time.monotonic() + self._connect_timeout
+        while not self._idle.get(origin):
+            if not self._connecting.get(origin) and self._last_error is not None:
+                err, self._last_error = self._last_error, None
+                raise type(err)(str(err))
+            self._top_up(origin)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise httpx.ConnectTimeout("no connection became available in time")
+            self._freed = self._freed or asyncio.Event()
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._freed.wait()
+
+    def start(self, request: httpx.Request) -> asyncio.Future[httpx.Response] | None:
+        """Write ``request`` now on an idle connection; None when none is idle."""
+        conn = self._pop_idle(_origin(request.url))
+        if conn is None:
+            return None
+        _, read = _timeouts(request, self._connect_timeout, self._read_timeout)
+        return conn.send(request, _serialize(request, request.content), read)
+
+    # -- httpx.AsyncBaseTransport -------------------------------------------------------
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        connect, read = _timeouts(request, self._connect_timeout, self._read_timeout)
+        origin = _origin(request.url)
+        conn = self._pop_idle(origin)
+        if conn is None:
+            while len(self._all) >= self._limit:
+                self._freed = self._freed or asyncio.Event()
+                self._freed.clear()
+                try:
+                    async with asyncio.timeout(connect):
+                        await self._freed.wait()
+                except TimeoutError:
+                    raise httpx.PoolTimeout("no connection became free in time") from None
+                conn = self._pop_idle(origin)
+                if conn is not None:
+                    break
+            if conn is None:
+                conn = await self._connect(origin, connect)
+        future = conn.send(request, _serialize(request, body), read)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for task in list(self._background):
+            task.cancel()
+        for conn in list(self._all):
+            conn.close()
+        self._all.clear()
+        self._idle.clear()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
+    """The previous engine (aiohttp's pool), kept for comparison in bench/send.py."""
+
     def __init__(
         self,
         *,
