@@ -265,7 +265,7 @@ def check_call(query: Mapping[str, str]) -> list[Problem]:
         if name in values and values[name] not in allowed:
             choices = " or ".join(allowed)
             problems.append(
-                Problem(_INVALID, name, f"{name} must be {choices} (got {values[name]!r})")
+                Problem(_INVALID, name, f"{name} must be {choices} (got {_shown(values[name])})")
             )
     for name, spec in PARAMETERS.items():
         if spec.kind == "integer" and name in values:

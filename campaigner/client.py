@@ -7,12 +7,13 @@ the server.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,11 +22,22 @@ from campaigner.cams import DEFAULT_ENDPOINT, Reply, ReplyKind, classify_reply
 from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
 from campaigner.signing import Credentials, format_date, sign_request
-from campaigner.transport import AiohttpTransport
+from campaigner.transport import Http11Transport
 
 __all__ = ("DEFAULT_ENDPOINT", "CamsClient", "check_endpoint")
 
-_USER_AGENT = "campaigner/0.1 (+httpx; aiohttp)"
+_USER_AGENT = "campaigner/0.1 (+httpx)"
+_SEND = "SendChatappMessage"
+
+ReplyCallback = Callable[[Reply], None]
+
+
+class FastTransport(Protocol):
+    """The optional two-step path of ``Http11Transport`` (see campaigner.transport)."""
+
+    async def ready(self, url: httpx.URL) -> None: ...
+
+    def start(self, request: httpx.Request) -> asyncio.Future[httpx.Response] | None: ...
 
 
 def _is_loopback(host: str) -> bool:
@@ -53,7 +65,13 @@ def check_endpoint(endpoint: str) -> tuple[str, str]:
 
 
 class CamsClient:
-    """Signs and sends CAMS calls over an httpx transport (aiohttp-backed by default)."""
+    """Signs and sends CAMS calls over an httpx transport (``Http11Transport`` by default).
+
+    ``send`` is one call start to finish. The send pool uses the split form instead:
+    ``prepare`` (sign, build the request) ahead of its turn, ``ready`` (a connection is
+    open), then ``start``, which writes the bytes at once when the transport allows it,
+    so the pacer's grant is the moment the request hits the socket.
+    """
 
     def __init__(
         self,
@@ -68,12 +86,30 @@ class CamsClient:
         self._base, self._host = check_endpoint(endpoint)
         self._credentials = credentials
         self._clock = clock
-        self._transport = transport or AiohttpTransport(
+        self._transport = transport or Http11Transport(
             max_connections=max_connections, read_timeout_s=timeout_s
         )
-        self._timeout = httpx.Timeout(timeout_s, connect=5.0)
+        fast = self._transport
+        self._fast = cast(FastTransport, fast) if isinstance(fast, Http11Transport) else None
+        self._timeout = httpx.Timeout(timeout_s, connect=5.0).as_dict()
+        self._base_url = httpx.URL(f"{self._base}/")
+        self._tasks: set[asyncio.Task[None]] = set()
+        # httpx.URL parses and re-validates a string (~50 µs for a signed query); the
+        # signed query is already canonical (only unreserved characters and %XX), so the
+        # parsed base is reused with the query swapped in. Checked once, else parsed.
+        probe = "a=b%20c&d=%E4%B8%AD"
+        self._fast_url = str(self._url_from(probe)) == str(httpx.URL(f"{self._base}/?{probe}"))
 
-    def _request(self, query: Mapping[str, str], action: str) -> httpx.Request:
+    def _url_from(self, query: str) -> httpx.URL:
+        try:
+            url = httpx.URL.__new__(httpx.URL)
+            url._uri_reference = self._base_url._uri_reference._replace(query=query)
+        except AttributeError:  # a different httpx: parse
+            return httpx.URL(f"{self._base}/?{query}")
+        return url
+
+    def prepare(self, query: Mapping[str, str], action: str = _SEND) -> httpx.Request:
+        """A signed request, ready to go (the signature's date is now: send it soon)."""
         signed = sign_request(
             method="POST",
             host=self._host,
@@ -84,11 +120,13 @@ class CamsClient:
             action=action,
             user_agent=_USER_AGENT,
         )
+        url = (
+            self._url_from(signed.query)
+            if self._fast_url
+            else httpx.URL(f"{self._base}/?{signed.query}")
+        )
         return httpx.Request(
-            "POST",
-            f"{self._base}/?{signed.query}",
-            headers=signed.headers,
-            extensions={"timeout": self._timeout.as_dict()},
+            "POST", url, headers=signed.headers, extensions={"timeout": self._timeout}
         )
 
     async def _exchange(self, request: httpx.Request) -> httpx.Response:
@@ -98,23 +136,56 @@ class CamsClient:
         await response.aread()
         return response
 
+    async def ready(self) -> Reply | None:
+        """Wait until ``start`` can write at once; a Reply(RETRY) if CAMS is unreachable."""
+        if self._fast is None:
+            return None
+        try:
+            await self._fast.ready(self._base_url)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return Reply(ReplyKind.RETRY, code="ConnectError", message=_brief(exc))
+        return None
+
+    def start(self, request: httpx.Request, on_reply: ReplyCallback) -> None:
+        """Send ``request``; ``on_reply`` gets the classified answer (from the event loop).
+
+        With ``Http11Transport`` and an idle connection the bytes are written before this
+        returns; otherwise the exchange runs in a task.
+        """
+        future = self._fast.start(request) if self._fast is not None else None
+        if future is None:
+            task = asyncio.get_running_loop().create_task(self._send_task(request, on_reply))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+
+        def done(f: asyncio.Future[httpx.Response]) -> None:
+            if f.cancelled():
+                on_reply(Reply(ReplyKind.UNKNOWN, code="Cancelled", message="cancelled"))
+                return
+            exc = f.exception()
+            on_reply(_reply_for(f.result() if exc is None else exc))
+
+        future.add_done_callback(done)
+
+    async def _send_task(self, request: httpx.Request, on_reply: ReplyCallback) -> None:
+        try:
+            response: httpx.Response | Exception = await self._exchange(request)
+        except Exception as exc:  # classified below, like every other failure
+            response = exc
+        on_reply(_reply_for(response))
+
     async def send(self, query: Mapping[str, str]) -> Reply:
         """One SendChatappMessage call, classified."""
         try:
-            response = await self._exchange(self._request(query, "SendChatappMessage"))
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return Reply(ReplyKind.RETRY, code="ConnectError", message=_brief(exc))
-        except httpx.TimeoutException as exc:
-            return Reply(ReplyKind.UNKNOWN, code="Timeout", message=_brief(exc))
+            response: httpx.Response | Exception = await self._exchange(self.prepare(query))
         except httpx.TransportError as exc:
-            return Reply(ReplyKind.UNKNOWN, code=type(exc).__name__, message=_brief(exc))
-        crash_point("after_send")
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        return classify_reply(response.status_code, headers, response.content)
+            response = exc
+        return _reply_for(response)
 
     async def call(self, action: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         """Any other CAMS action (e.g. ListChatappMessage): status and parsed JSON body."""
-        response = await self._exchange(self._request(query, action))
+        response = await self._exchange(self.prepare(query, action))
         try:
             body = json.loads(response.content)
         except ValueError:
@@ -122,6 +193,8 @@ class CamsClient:
         return response.status_code, body if isinstance(body, dict) else {}
 
     async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await self._transport.aclose()
 
     async def __aenter__(self) -> CamsClient:
@@ -131,5 +204,22 @@ class CamsClient:
         await self.aclose()
 
 
-def _brief(exc: Exception) -> str:
+def _reply_for(outcome: httpx.Response | BaseException) -> Reply:
+    """The one place where a transport outcome becomes a Reply (classified once)."""
+    if isinstance(outcome, httpx.Response):
+        crash_point("after_send")
+        headers = {k.lower(): v for k, v in outcome.headers.items()}
+        return classify_reply(outcome.status_code, headers, outcome.content)
+    if isinstance(outcome, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        # No connection: provably nothing was sent.
+        return Reply(ReplyKind.RETRY, code="ConnectError", message=_brief(outcome))
+    if isinstance(outcome, httpx.TimeoutException):
+        return Reply(ReplyKind.UNKNOWN, code="Timeout", message=_brief(outcome))
+    if isinstance(outcome, httpx.TransportError):
+        return Reply(ReplyKind.UNKNOWN, code=type(outcome).__name__, message=_brief(outcome))
+    # Anything else after the request may have left (a bug, a cancelled task): ambiguous.
+    return Reply(ReplyKind.UNKNOWN, code=type(outcome).__name__, message=_brief(outcome))
+
+
+def _brief(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:200]

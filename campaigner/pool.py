@@ -13,15 +13,16 @@ Retries happen only for answers that prove the request was not accepted (throttl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
-import anyio.abc
 
 from campaigner.cams import Reply, ReplyKind
 from campaigner.client import CamsClient
@@ -119,6 +120,8 @@ class SendPool:
         self._changed = anyio.Event()
         self._rng = random.Random()
         self._unreachable_since: float | None = None
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._closed = False
         self.stats.capacity = self._capacity()
 
     # -- control ----------------------------------------------------------------------
@@ -148,13 +151,19 @@ class SendPool:
     async def run(self, feed: AsyncIterator[list[Job]]) -> None:
         """Send every job from ``feed``; returns when all are settled or the pool stopped."""
         try:
-            async with anyio.create_task_group() as sends:
-                async with anyio.create_task_group() as background:
-                    background.start_soon(self._fill, feed)
-                    await self._dispatch(sends, background)
-                    background.cancel_scope.cancel()
+            async with anyio.create_task_group() as background:
+                background.start_soon(self._fill, feed)
+                await self._dispatch()
+                # Stopped or done: requests in flight finish (and retries due are dropped).
+                while self.stats.in_flight:
+                    await self._changed.wait()
+                background.cancel_scope.cancel()
         finally:
+            self._closed = True
             with anyio.CancelScope(shield=True):
+                for handle in self._timers.values():
+                    handle.cancel()
+                self._timers.clear()
                 for job in self._inbox:
                     self._reserved[job.row] = job
                 self._inbox.clear()
@@ -180,7 +189,8 @@ class SendPool:
             self._feed_done = True
             self._notify()
 
-    async def _dispatch(self, sends: anyio.abc.TaskGroup, background: anyio.abc.TaskGroup) -> None:
+    async def _dispatch(self) -> None:
+        client = self.client
         while not self.stopping:
             if not self._inbox:
                 if self._feed_done and self.stats.in_flight == 0 and not self._waiting:
@@ -194,14 +204,16 @@ class SendPool:
                 await self.writer.intents([job.row])
             while self.stats.in_flight >= self.stats.capacity and not self.stopping:
                 await self._changed.wait()
-            while not self.stopping:
-                wait = self._pacer.delay(anyio.current_time())
-                if wait <= 0:
-                    break
-                await anyio.sleep(wait)
+            refused = await self._wait_turn()
             if self.stopping:
-                return
+                break
+            if refused is not None:
+                del self._reserved[job.row]
+                self._answered(job, anyio.current_time(), refused)
+                continue
+            request = client.prepare(job.query)  # signed now: date and nonce are fresh
             crash_point("after_intent")
+            # From here to the write nothing yields: grant time ≈ wire time.
             now = anyio.current_time()
             self._pacer.start(now)
             del self._reserved[job.row]
@@ -210,29 +222,46 @@ class SendPool:
             if self.stats.first_start is None:
                 self.stats.first_start = now
             self.stats.last_start = now
-            sends.start_soon(self._send, job, now, background)
+            client.start(request, partial(self._on_reply, job, now))
 
-    async def _send(self, job: Job, started: float, background: anyio.abc.TaskGroup) -> None:
-        try:
-            reply = await self.client.send(job.query)
-        finally:
-            self.stats.in_flight -= 1
-        now = anyio.current_time()
+    async def _wait_turn(self) -> Reply | None:
+        """Wait for the pacer and for an open connection (None), or CAMS is unreachable."""
+        while not self.stopping:
+            wait = self._pacer.delay(anyio.current_time())
+            if wait > 0:
+                await anyio.sleep(wait)
+                continue
+            # An open connection first, so that the grant is the moment of writing.
+            refused = await self.client.ready()
+            if refused is not None or self._pacer.delay(anyio.current_time()) <= 0:
+                return refused
+        return None
+
+    def _on_reply(self, job: Job, started: float, reply: Reply) -> None:
+        if self._closed:  # the run was aborted: the journal keeps this row in intent
+            return
+        self.stats.in_flight -= 1
+        now = asyncio.get_running_loop().time()
         latency = now - started
         self.stats.latency_s = (
             latency if not self.stats.latency_s else 0.9 * self.stats.latency_s + 0.1 * latency
         )
         self.stats.capacity = self._capacity()
+        self._answered(job, now, reply)
+
+    def _answered(self, job: Job, now: float, reply: Reply) -> None:
         job.attempts += 1
         delay = self._settle(job, reply, now)
         crash_point("after_answer")
         if delay is not None:
             self._waiting[job.row] = job
-            background.start_soon(self._retry_later, job, delay)
+            self._timers[job.row] = asyncio.get_running_loop().call_later(
+                delay, self._retry_due, job
+            )
         self._notify()
 
-    async def _retry_later(self, job: Job, delay: float) -> None:
-        await anyio.sleep(delay)
+    def _retry_due(self, job: Job) -> None:
+        self._timers.pop(job.row, None)
         del self._waiting[job.row]
         self._inbox.appendleft(job)
         self._notify()
