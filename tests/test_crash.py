@@ -141,3 +141,42 @@ def test_resume_refuses_a_changed_list(tmp_path: Path) -> None:
         code, _, err = run(*send_args(campaign, out, sandbox.url, folder))
         assert code == 1
         assert "recipient list" in err and "changed" in err
+
+
+def test_resend_unknown_is_an_explicit_opt_in(tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path / "c", 200)
+    out = tmp_path / "out"
+    with Sandbox(tmp_path / "accepted.jsonl", latency_ms=30) as sandbox:
+        code, _, _ = run(
+            *send_args(campaign, out, sandbox.url, None),
+            env={"CAMPAIGNER_CRASH_AT": "after_send:5"},
+        )
+        assert code == -signal.SIGKILL
+        folder = run_dir(out)
+        assert folder is not None
+        code, _, err = run(*send_args(campaign, out, sandbox.url, folder), "--resend-unknown")
+        assert code == 3, err
+        assert "may already have been delivered" in err
+        verdict = check(folder / "report.csv", 200, sandbox.accepted())
+        assert verdict.statuses.get("unknown", 0) == 0
+        # The server had accepted the in-flight message: resending it duplicated it.
+        assert verdict.duplicates >= 1
+
+
+def test_a_new_run_while_one_is_unfinished_asks_first(tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path / "c", 200)
+    out = tmp_path / "out"
+    with Sandbox(tmp_path / "accepted.jsonl", latency_ms=30) as sandbox:
+        run(
+            *send_args(campaign, out, sandbox.url, None),
+            env={"CAMPAIGNER_CRASH_AT": "after_intent:20"},
+        )
+        earlier = run_dir(out)
+        assert earlier is not None
+        args = [a for a in send_args(campaign, out, sandbox.url, None) if a != "--yes"]
+        code, _, err = run(*args)
+        assert code == 1
+        assert f"--resume {earlier}" in err
+        code, _, err = run(*send_args(campaign, out, sandbox.url, None))  # --yes: a new run
+        assert code == 3, err
+        assert run_dir(out) != earlier
