@@ -217,6 +217,19 @@ class Journal:
     def states(self) -> dict[int, str]:
         return dict(self._db.execute("SELECT row, state FROM rows").fetchall())
 
+    def states_between(self, lo: int, hi: int) -> dict[int, str]:
+        return dict(
+            self._db.execute("SELECT row, state FROM rows WHERE row BETWEEN ? AND ?", (lo, hi))
+        )
+
+    def rows_between(self, lo: int, hi: int) -> list[tuple[object, ...]]:
+        """(row, state, attempts, message_id, code, message, request_id, error) by row."""
+        return self._db.execute(
+            "SELECT row, state, attempts, message_id, code, message, request_id, error "
+            "FROM rows WHERE row BETWEEN ? AND ?",
+            (lo, hi),
+        ).fetchall()
+
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
 

@@ -173,13 +173,8 @@ def _validate_all(plan: Plan, table: InputTable) -> Tally:
 
 
 def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
-    rows = journal._db.execute(
-        "SELECT row, state, attempts, message_id, code, message, request_id, error "
-        "FROM rows WHERE row BETWEEN ? AND ?",
-        (lo, hi),
-    ).fetchall()
     return pl.DataFrame(
-        rows,
+        journal.rows_between(lo, hi),
         schema={
             ROW_COLUMN: pl.Int64,
             "__state": pl.String,
@@ -302,13 +297,17 @@ async def _feed(
                 ROW_COLUMN, STATUS, TO, "__error"
             ).iter_rows()
         ]
-        await writer.run_call(lambda records=records: journal.add_rows(records))  # type: ignore[misc]
-        lo, hi = records[0][0], records[-1][0]
-        states = dict(
-            journal._db.execute(
-                "SELECT row, state FROM rows WHERE row BETWEEN ? AND ?", (lo, hi)
-            ).fetchall()
-        )
+        states: dict[int, str] = {}
+
+        def record(
+            records: list[tuple[int, str, str | None, str | None]] = records,
+            states: dict[int, str] = states,
+        ) -> None:
+            # In the writer's order: the batch's rows exist before any of their intents.
+            journal.add_rows(records)
+            states.update(journal.states_between(records[0][0], records[-1][0]))
+
+        await writer.run_call(record)
         sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)
 
         def build_jobs(
