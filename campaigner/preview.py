@@ -78,7 +78,7 @@ def run_preview(
     input_path: Path | None,
     out: Path,
     xlsx: bool | None = None,
-    batch_rows: int = 50_000,
+    batch_rows: int = 100_000,
 ) -> PreviewResult:
     """Read, validate and render every row; write the preview report."""
     started = time.perf_counter()
