@@ -211,12 +211,14 @@ class _Progress:
         )
         if self._live:
             if self._bar is None:
+                from rich.console import Console
                 from rich.progress import BarColumn, Progress, TextColumn
 
                 self._bar = Progress(
                     TextColumn("[bold]sending"),
                     BarColumn(),
                     TextColumn("{task.description}"),
+                    console=Console(stderr=True),  # stdout stays for the summary
                     transient=False,
                 )
                 self._bar.start()
