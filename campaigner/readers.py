@@ -37,8 +37,10 @@ Choices (documented for the rest of campaigner):
   Numbers: integers below 1e15 as digits, larger integers in Excel's
   scientific form (``8.61381E+18``), other numbers ``format(v, ".15g")``.
   Dates: ISO 8601 (``2025-02-20`` or ``2025-02-20T10:30:00``), times of day
-  ``10:30:00``. A text cell spelled exactly like fastexcel's date output
-  (``2025-02-20 10:30:00``) is normalised the same way.
+  ``10:30:00``; a date past year 9999 is a row issue. A text cell spelled
+  exactly like fastexcel's date output (``2025-02-20 10:30:00``) is normalised
+  the same way. calamine reads the 1904 date system from the wrong
+  ``workbookPr`` when Excel adds ``<x14:workbookPr>``; such dates are moved back.
 """
 
 from __future__ import annotations
@@ -165,6 +167,11 @@ def open_input(
     if suffix == ".xls":
         if head.startswith(_OLE_MAGIC):
             raise _fail(path, _ole_problem(path))
+        if head.startswith(_ZIP_MAGICS):
+            raise _fail(path, f"is {_zip_kind(path)} with an .xls name; rename it to .xlsx.")
+        if _looks_like_html(head):
+            # Web applications often export an HTML table under an .xls name.
+            raise _fail(path, "is an HTML page with an .xls name. Open it in Excel, save as .xlsx.")
         raise _fail(path, "is not a legacy Excel file. Save it as .xlsx or .csv and try again.")
     if suffix == ".xlsb":
         raise _fail(path, "is an Excel binary workbook (XLSB). Open it in Excel and save as .xlsx.")
@@ -818,6 +825,12 @@ _DATE_ONLY = r"^(\d{4}-\d{2}-\d{2}) 00:00:00$"
 _DATE_TIME = r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$"
 _TIME_ONLY = r"^1899-12-3[01] (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$"
 _FASTEXCEL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}")
+_FAR_DATE = r"^[+-]\d{5,}-\d{2}-\d{2}"
+_DAYS_1900_TO_1904 = 1462
+_MAIN_NAMESPACES = (
+    "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}",
+    "{http://purl.oclc.org/ooxml/spreadsheetml/main}",
+)
 # A numeric <v> whose fastexcel text differs from our rendering: 16+ digits, 10+
 # decimals, 16+ significant digits, an exponent, a tiny value, negative zero.
 _NUMBER_CANDIDATE = (
@@ -911,7 +924,7 @@ def _read_xlsx(path: Path, sheet: str | int | None) -> tuple[_SheetEntry, _Loade
         workbook_part = _workbook_part(zf, names)
         if workbook_part is None:
             raise _HostileError("it is a zip archive but not an Excel workbook")
-        sheets = _sheet_list(zf, names, workbook_part)
+        sheets, date_shift = _sheet_list(zf, names, workbook_part)
         entry = _choose_sheet(path, sheets, sheet)
         if entry.kind != "worksheet" or entry.part is None or entry.part not in names:
             what = "a chart sheet" if entry.kind == "chartsheet" else "not a table of cells"
@@ -926,7 +939,7 @@ def _read_xlsx(path: Path, sheet: str | int | None) -> tuple[_SheetEntry, _Loade
                 continue  # calamine only opens the chosen sheet
             _check_xml_part(zf, info)
         scan = _scan_sheet(zf, names[entry.part])
-    return entry, _load_sheet(path, entry, scan)
+    return entry, _load_sheet(path, entry, scan, date_shift)
 
 
 def _check_zip_entries(infos: list[zipfile.ZipInfo]) -> None:
@@ -1035,11 +1048,22 @@ def _workbook_part(zf: zipfile.ZipFile, names: dict[str, zipfile.ZipInfo]) -> st
 
 def _sheet_list(
     zf: zipfile.ZipFile, names: dict[str, zipfile.ZipInfo], workbook_part: str
-) -> list[_SheetEntry]:
+) -> tuple[list[_SheetEntry], int]:
+    """The workbook's sheets, and the days to add to calamine's dates (see below)."""
     root = _parse_xml(_read_small(zf, names[workbook_part], 64 * _MiB), workbook_part)
     rels = _relationships(zf, names, workbook_part)
     sheets: list[_SheetEntry] = []
+    truth: bool | None = None
+    calamine = False
     for element in root.iter():
+        if _local(element.tag) == "workbookPr":
+            flag = element.get("date1904", "").strip().lower() in ("1", "true")
+            # calamine takes the last workbookPr of any namespace, so Excel's
+            # <x14:workbookPr> in extLst switches a 1904 workbook back to 1900.
+            calamine = flag
+            if truth is None and element.tag.startswith(_MAIN_NAMESPACES):
+                truth = flag
+            continue
         if _local(element.tag) != "sheet":
             continue
         rid = next((v for k, v in element.attrib.items() if _local(k) == "id"), "")
@@ -1053,7 +1077,8 @@ def _sheet_list(
         sheets.append(_SheetEntry(element.get("name", ""), part, kind, visible))
     if not sheets:
         raise _HostileError("the workbook lists no sheets")
-    return sheets
+    shift = (int(bool(truth)) - int(calamine)) * _DAYS_1900_TO_1904
+    return sheets, shift
 
 
 def _sheet_names_text(sheets: list[_SheetEntry]) -> str:
@@ -1266,7 +1291,9 @@ def _parse_ref(ref: str) -> tuple[int, int] | None:
     return int(match.group(2)), _column_number(match.group(1).encode("ascii"))
 
 
-def _load_sheet(path: Path, entry: _SheetEntry, scan: _ScanState) -> _LoadedSheet | None:
+def _load_sheet(
+    path: Path, entry: _SheetEntry, scan: _ScanState, date_shift: int
+) -> _LoadedSheet | None:
     import fastexcel
 
     try:
@@ -1283,8 +1310,20 @@ def _load_sheet(path: Path, entry: _SheetEntry, scan: _ScanState) -> _LoadedShee
         raise _HostileError(f"the workbook is damaged ({message})") from None
     if frame.width == 0 or frame.height == 0:
         return None
+    if date_shift:
+        frame = frame.with_columns(_shift_dates(name, date_shift) for name in frame.columns)
     specials = pl.concat(scan.specials) if scan.specials else pl.DataFrame(schema=_SPECIAL_SCHEMA)
     return _LoadedSheet(frame, columns, specials)
+
+
+def _shift_dates(name: str, days: int) -> pl.Expr:
+    """Move fastexcel's date texts by whole days (keeps its 'YYYY-MM-DD HH:MM:SS' form)."""
+    column = pl.col(name)
+    moved = (
+        column.str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S%.f", strict=False)
+        + pl.duration(days=days)
+    ).dt.strftime("%Y-%m-%d %H:%M:%S")
+    return pl.when(column.str.contains(_DATE_LIKE)).then(moved).otherwise(column).alias(name)
 
 
 def _render_number(raw: str) -> str | None:
@@ -1377,6 +1416,31 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
         )
         .alias("message"),
     )
+    # fastexcel prints date serials past year 9999 as "+10099-01-01 ..."; Excel shows ####.
+    far = frame.select(pl.col(n).str.contains(_FAR_DATE).any() for n in names).row(0)
+    for pos, (name, has_far) in enumerate(zip(names, far, strict=True)):
+        if not has_far:
+            continue
+        rows = frame.get_column(name).str.contains(_FAR_DATE).fill_null(False).arg_true()
+        column = loaded.columns[pos]
+        letter = _column_letter(column - 1)
+        found = pl.DataFrame(
+            {
+                "index": rows.cast(pl.Int64),
+                "col": pl.Series([column] * rows.len(), dtype=pl.Int64),
+                "message": pl.Series(
+                    [f"cell {letter}{i + 1} holds a date Excel cannot show" for i in rows],
+                    dtype=pl.String,
+                ),
+            }
+        )
+        messages = pl.concat([messages, found])
+        frame = frame.with_columns(
+            pl.when(pl.col(name).str.contains(_FAR_DATE))
+            .then(None)
+            .otherwise(pl.col(name))
+            .alias(name)
+        )
     issues: dict[int, str] = dict(
         messages.sort("index", "col")
         .group_by("index", maintain_order=True)

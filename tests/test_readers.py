@@ -565,7 +565,7 @@ def test_xlsx_cells_render_as_the_user_sees_them(tmp_path: Path) -> None:
     ]
     table = open_input(make_xlsx(tmp_path, data))
     assert table.kind == "xlsx" and table.sheet == "Main"
-    assert table.columns == tuple(data[0])  # type: ignore[arg-type]
+    assert table.columns == tuple(data[0])
     row2 = ("8613812345678", "12", "2025-02-20", "TRUE", "8.61381E+18", "+8613800000001")
     row3 = ("18417692339", "12.5", "2025-02-20T10:30:00", "FALSE", "1E+15", "07700900123")
     row4 = ("1234", "-3", "10:30:00", "TRUE", "999999999999999", "8613812345678901234")
@@ -771,6 +771,18 @@ HAZARDS: list[tuple[str, Callable[[Path], Path], type[InputError], str]] = [
         "ODS",
     ),
     ("xlsb", lambda t: write(t, "b.xlsb", b"PK\x03\x04"), UnreadableInputError, "XLSB"),
+    (
+        "html named xls",
+        lambda t: write(t, "web.xls", b"<html><table><tr><td>1</td></tr></table></html>"),
+        UnreadableInputError,
+        "HTML page",
+    ),
+    (
+        "xlsx named xls",
+        lambda t: write(t, "x.xls", make_xlsx(t, [["a"], [1]]).read_bytes()),
+        UnreadableInputError,
+        "rename it to .xlsx",
+    ),
     ("ods", lambda t: write(t, "o.ods", b"PK\x03\x04"), UnreadableInputError, "ODS"),
     (
         "html named xlsx",
@@ -950,3 +962,33 @@ def test_property_damaged_csv_reads_like_python_csv(
     got = [r[:4] for r in rows(table)]
     want = [r[:4] for r in expected_rows(["h1", "h2", "h3"], records[1:])]
     assert got == want
+
+
+def test_xlsx_1904_dates_survive_excels_x14_workbook_pr(tmp_path: Path) -> None:
+    # Excel for Mac writes <x14:workbookPr> in extLst; calamine lets it override date1904.
+    from openpyxl.utils.datetime import CALENDAR_MAC_1904
+
+    def extra(workbook: openpyxl.Workbook) -> None:
+        workbook.epoch = CALENDAR_MAC_1904
+
+    path = make_xlsx(tmp_path, [["when"], [dt.datetime(2025, 2, 20, 10, 30)]], extra=extra)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    x14 = (
+        b'<extLst><ext uri="{79F54976-1DA5-4618-B147-4CDE4B953A38}" xmlns:x14="http://'
+        b'schemas.microsoft.com/office/spreadsheetml/2009/9/main"><x14:workbookPr '
+        b'defaultImageDpi="32767"/></ext></extLst></workbook>'
+    )
+    members["xl/workbook.xml"] = members["xl/workbook.xml"].replace(b"</workbook>", x14)
+    assert b'date1904="1"' in members["xl/workbook.xml"]
+    patched = renamed(tmp_path, "mac.xlsx", members)
+    assert rows(open_input(patched)) == [("2025-02-20T10:30:00", 2, None)]
+    assert rows(open_input(path)) == [("2025-02-20T10:30:00", 2, None)]
+
+
+def test_xlsx_date_beyond_year_9999_is_a_row_issue(tmp_path: Path) -> None:
+    def extra(workbook: openpyxl.Workbook) -> None:
+        workbook["Main"]["A3"].number_format = "yyyy-mm-dd"
+
+    table = open_input(make_xlsx(tmp_path, [["when"], ["ok"], [2994626]], extra=extra))
+    assert rows(table) == [("ok", 2, None), (None, 3, "cell A3 holds a date Excel cannot show")]
