@@ -60,7 +60,7 @@ import polars as pl
 
 from campaigner.errors import EmptyInputError, UnreadableInputError
 
-__all__ = ("ISSUE_COLUMN", "ROW_COLUMN", "InputTable", "open_input")
+__all__ = ("ISSUE_COLUMN", "ROW_COLUMN", "InputTable", "column_letter", "open_input")
 
 ROW_COLUMN = "__row"
 ISSUE_COLUMN = "__issue"
@@ -195,7 +195,7 @@ def _fail(path: Path, message: str) -> UnreadableInputError:
     return UnreadableInputError(f"{path.name} {message}")
 
 
-def _column_letter(index: int) -> str:
+def column_letter(index: int) -> str:
     """0-based column index -> Excel letters (0 -> A, 26 -> AA)."""
     letters = ""
     index += 1
@@ -363,7 +363,7 @@ def _open_csv(path: Path, head: bytes, encoding: str | None) -> InputTable:
         keep = tuple(range(width))
     if not keep:
         raise EmptyInputError(f"{path.name} has no named columns and no data in any column.")
-    final = _unique_names([names[i] or f"column_{_column_letter(i)}" for i in keep])
+    final = _unique_names([names[i] or f"column_{column_letter(i)}" for i in keep])
     plan = _CsvPlan(
         path=path,
         codec=codec,
@@ -1423,7 +1423,7 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
             continue
         rows = frame.get_column(name).str.contains(_FAR_DATE).fill_null(False).arg_true()
         column = loaded.columns[pos]
-        letter = _column_letter(column - 1)
+        letter = column_letter(column - 1)
         found = pl.DataFrame(
             {
                 "index": rows.cast(pl.Int64),
@@ -1476,7 +1476,7 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
         if not text:
             if not column_used[i]:
                 continue  # no header and no data: not a column
-            text = f"column_{_column_letter(loaded.columns[i] - 1)}"
+            text = f"column_{column_letter(loaded.columns[i] - 1)}"
         kept.append((name, text))
     if not kept:
         raise EmptyInputError(f"Sheet {entry.name!r} of {path.name} has no named columns.")

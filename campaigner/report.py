@@ -49,6 +49,8 @@ from xml.sax.saxutils import quoteattr
 
 import polars as pl
 
+from campaigner.readers import column_letter
+
 __all__ = ("ReportWriter", "neutralize", "write_json_atomic")
 
 CSV_NAME: Final = "report.csv"
@@ -229,16 +231,6 @@ class _CsvSink:
 # -- XLSX ---------------------------------------------------------------------------------
 
 
-def _column_letter(index: int) -> str:
-    """0 -> A, 25 -> Z, 26 -> AA."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
-
-
 def _text_cell(ref: pl.Expr, text: pl.Expr, style: int, risky_style: int) -> pl.Expr:
     """``<c>`` inline-string XML for a text expression; null for null or empty text."""
     # Drop the noncharacters first, so the checks below see the text as it will be stored.
@@ -270,7 +262,7 @@ def _sheet_rows(frame: pl.DataFrame, first_row: int, *, header: bool = False) ->
     cells = []
     for index, (name, dtype) in enumerate(frame.schema.items()):
         value = pl.col(name)
-        ref = pl.concat_str([pl.lit(f'<c r="{_column_letter(index)}'), number])
+        ref = pl.concat_str([pl.lit(f'<c r="{column_letter(index)}'), number])
         if dtype.is_integer():
             digits = value.cast(pl.String)
             small = value.cast(pl.Float64).abs() < _XLSX_MAX_NUMBER
@@ -323,7 +315,7 @@ class _XlsxSink:
         self._bytes = 0  # XML bytes in the current sheet part
         header = _sheet_rows(_header_frame(columns), 1, header=True)
         self._header = header["x"].item().encode()
-        last = _column_letter(len(columns) - 1)
+        last = column_letter(len(columns) - 1)
         self._footer = (
             # Digits stored as text are deliberate here (phone numbers, codes).
             f'</sheetData><ignoredErrors><ignoredError sqref="A1:{last}{_XLSX_MAX_ROWS}"'
