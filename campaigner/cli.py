@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +52,9 @@ def handle_errors(func: F) -> F:
         except CampaignerError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail("interrupted before sending started; nothing was sent", 130)
+        except _Terminated:
+            _fail("terminated before sending started; nothing was sent", 143)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug: say so plainly, keep the traceback for -v / logs
@@ -62,6 +65,14 @@ def handle_errors(func: F) -> F:
             )
 
     return wrapper  # type: ignore[return-value]
+
+
+class _Terminated(BaseException):
+    """SIGTERM before the send pool installed its own graceful handler."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -126,6 +137,7 @@ def cli() -> None:
     """Send chat-app campaigns (WhatsApp, Messenger, Instagram, Viber) from a spreadsheet
     through Alibaba Cloud Chat App Message Service."""
     private_umask()
+    signal.signal(signal.SIGTERM, _terminate)  # a clean exit, not a silent kill
 
 
 campaign_arg = click.argument("campaign_file", type=click.Path(dir_okay=False, path_type=Path))

@@ -136,17 +136,27 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = self._loop.call_later(self._read_timeout, self._timed_out)
 
+    def _until_close_done(self) -> bool:
+        """The server closed: that ends a body that had neither length nor chunks."""
+        if self._waiter is None or self._headers is None or self._length is not None:
+            return False
+        if self._chunked:
+            return False
+        self._keep_alive = False
+        self._body = self._buf
+        self._complete()
+        return True
+
     def eof_received(self) -> bool | None:
-        if self._waiter is not None and self._headers is not None and self._length is None:
-            if not self._chunked:  # body delimited by the end of the connection
-                self._keep_alive = False
-                self._complete()
+        self._until_close_done()
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.transport = None
         self._pool._forget(self)
+        if exc is None and self._until_close_done():
+            return
         if self._waiter is not None:
             if exc is None:
                 err: httpx.TransportError = httpx.RemoteProtocolError(
@@ -347,7 +357,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._connecting: dict[_Origin, int] = {}
         self._freed: asyncio.Event | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._last_error: Exception | None = None
+        self._last_error: Exception | None = None  # of the latest background connect
+        self._error_at = 0.0
         self._closed = False
         self.connections_opened = 0
 
@@ -429,7 +440,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         try:
             conn = await self._connect(origin, self._connect_timeout)
         except httpx.TransportError as exc:
-            self._last_error = exc
+            self._last_error, self._error_at = exc, time.monotonic()
             if self._freed is not None:
                 self._freed.set()
             return
@@ -454,10 +465,12 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._top_up(origin)
         if self._idle.get(origin):
             return
-        deadline = time.monotonic() + self._connect_timeout
+        began = time.monotonic()
+        deadline = began + self._connect_timeout
         while not self._idle.get(origin):
-            if not self._connecting.get(origin) and self._last_error is not None:
-                err, self._last_error = self._last_error, None
+            err = self._last_error
+            if not self._connecting.get(origin) and err is not None and self._error_at >= began:
+                self._last_error = None
                 raise type(err)(str(err))
             self._top_up(origin)
             left = deadline - time.monotonic()

@@ -95,7 +95,10 @@ def test_sigterm_stops_gracefully_and_resume_completes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with Sandbox(tmp_path / "accepted.jsonl", latency_ms=100) as sandbox:
         proc = campaigner(*send_args(campaign, out, sandbox.url, None))
-        time.sleep(1.5)
+        deadline = time.monotonic() + 20
+        while run_dir(out) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.7)  # sending has started
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 143, err.decode()
@@ -180,3 +183,24 @@ def test_a_new_run_while_one_is_unfinished_asks_first(tmp_path: Path) -> None:
         code, _, err = run(*send_args(campaign, out, sandbox.url, None))  # --yes: a new run
         assert code == 3, err
         assert run_dir(out) != earlier
+
+
+def test_report_can_be_rebuilt_while_the_run_is_going(tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path / "c", ROWS)
+    out = tmp_path / "out"
+    with Sandbox(tmp_path / "accepted.jsonl", latency_ms=300) as sandbox:
+        proc = campaigner(*send_args(campaign, out, sandbox.url, None))
+        deadline = time.monotonic() + 20
+        while run_dir(out) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        folder = run_dir(out)
+        assert folder is not None
+        code, _, err = run("report", str(folder))
+        assert code == 3, err
+        during = check(folder / "report.csv", ROWS, [])
+        assert during.report_rows == ROWS and not during.missing_rows
+        assert during.statuses.get("not_attempted", 0) > 0  # the run is not done yet
+        proc.communicate(timeout=120)
+        assert proc.returncode == 3
+        assert_no_loss_no_duplicate(tmp_path, sandbox, folder)

@@ -1,0 +1,156 @@
+"""The send pool against the simulator over real loopback HTTP (and a mock for ordering)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from campaigner.client import CamsClient
+from campaigner.journal import Journal
+from campaigner.pacing import PacerSettings
+from campaigner.pool import Job, JournalWriter, SendPool
+from campaigner.signing import Credentials
+from campaigner.simulator import FaultPlan, Simulator, SimulatorConfig, serve
+
+pytestmark = pytest.mark.anyio
+CREDS = Credentials("testAccessKeyId", "testAccessKeySecret")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def to(row: int) -> str:
+    return f"86139{row:08d}"
+
+
+def query(row: int) -> dict[str, str]:
+    return {
+        "ChannelType": "whatsapp",
+        "From": "8613800000000",
+        "Language": "en",
+        "TemplateCode": "tpl",
+        "TemplateParams": '{"name":"Ana"}',
+        "To": to(row),
+        "Type": "template",
+    }
+
+
+def journal_with(path: Path, rows: int) -> Journal:
+    journal = Journal(path)
+    journal.add_rows((r, "pending", to(r), None) for r in range(rows))
+    return journal
+
+
+async def feed(rows: int, batch: int = 40) -> AsyncIterator[list[Job]]:
+    for lo in range(0, rows, batch):
+        yield [Job(r, query(r)) for r in range(lo, min(rows, lo + batch))]
+
+
+async def run_pool(
+    url: str,
+    journal: Journal,
+    rows: int,
+    limit: int = 40,
+    max_attempts: int = 5,
+    outage_limit_s: float = 300.0,
+) -> SendPool:
+    async with CamsClient(CREDS, endpoint=url, timeout_s=2.0) as client:
+        pool = SendPool(
+            client,
+            JournalWriter(journal),
+            pacer_settings=PacerSettings(limit=limit),
+            max_attempts=max_attempts,
+            outage_limit_s=outage_limit_s,
+        )
+        await pool.run(feed(rows))
+    return pool
+
+
+async def test_rate_cap_and_no_burst(tmp_path: Path) -> None:
+    simulator = Simulator(SimulatorConfig(latency_ms=50, qps_limit=40))
+    journal = journal_with(tmp_path / "j.sqlite", 60)
+    async with serve(simulator) as url:
+        pool = await run_pool(url, journal, 60, limit=40)
+    assert pool.stats.sent == 60 and pool.stats.throttled == 0
+    assert simulator.max_in_window() <= 40
+    first = simulator.arrivals[0]
+    assert sum(1 for t in simulator.arrivals if t - first < 0.25) <= 12  # 0.25 s at 40/s
+    assert set(journal.states().values()) == {"sent"}
+    journal.close()
+
+
+async def test_refused_answers_are_retried_ambiguous_ones_are_not(tmp_path: Path) -> None:
+    faults = FaultPlan(every={"reset_after": 7, "unavailable_503": 5})
+    simulator = Simulator(SimulatorConfig(latency_ms=5, faults=faults))
+    journal = journal_with(tmp_path / "j.sqlite", 30)
+    async with serve(simulator) as url:
+        pool = await run_pool(url, journal, 30, limit=100)
+    states = journal.states()
+    received = {r: simulator.received_count(to(r)) for r in range(30)}
+    assert all(n <= 1 for n in received.values())  # never sent twice
+    unknown = [r for r, s in states.items() if s == "unknown"]
+    assert unknown and pool.stats.unknown == len(unknown)  # reset after acceptance
+    assert all(received[r] == 1 for r in unknown)
+    assert pool.stats.retries >= 1  # the 503s went again and got through
+    assert all(states[r] == "sent" for r in range(30) if r not in unknown)
+    journal.close()
+
+
+async def test_unreachable_server_is_retry_not_unknown(tmp_path: Path) -> None:
+    journal = journal_with(tmp_path / "j.sqlite", 3)
+    pool = await run_pool(
+        "http://127.0.0.1:9", journal, 3, max_attempts=2, outage_limit_s=0.5
+    )  # nothing listens on the discard port
+    assert pool.stats.unknown == 0 and pool.stats.sent == 0
+    assert pool.stop_reason is not None and "unreachable" in pool.stop_reason
+    assert set(journal.states().values()) == {"pending"}  # provably not sent: resendable
+    journal.close()
+
+
+async def test_stop_lets_in_flight_finish_and_sends_nothing_new(tmp_path: Path) -> None:
+    simulator = Simulator(SimulatorConfig(latency_ms=300))
+    journal = journal_with(tmp_path / "j.sqlite", 200)
+    async with serve(simulator) as url, CamsClient(CREDS, endpoint=url) as client:
+        pool = SendPool(client, JournalWriter(journal), pacer_settings=PacerSettings(limit=100))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.run, feed(200))
+            await anyio.sleep(0.2)
+            pool.stop("test")
+        arrived = len(simulator.arrivals)
+    states = journal.states()
+    assert pool.stop_reason == "test"
+    assert 5 <= arrived < 200
+    assert pool.stats.in_flight == 0
+    assert sum(1 for s in states.values() if s == "sent") == len(simulator.accepted) == arrived
+    assert "intent" not in states.values()  # every started request was answered
+    journal.close()
+
+
+async def test_intent_is_committed_before_the_request_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = journal_with(path, 50)
+    reader = sqlite3.connect(path)  # another connection: sees committed data only
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        row = int(request.url.params["To"][5:])
+        (state,) = reader.execute("SELECT state FROM rows WHERE row=?", (row,)).fetchone()
+        seen.append(state)
+        return httpx.Response(200, json={"Code": "OK", "MessageId": f"m{row}"})
+
+    client = CamsClient(
+        CREDS, endpoint="http://127.0.0.1:9", transport=httpx.MockTransport(handler)
+    )
+    pool = SendPool(client, JournalWriter(journal), pacer_settings=PacerSettings(limit=200))
+    await pool.run(feed(50, batch=7))
+    assert seen == ["intent"] * 50
+    assert set(journal.states().values()) == {"sent"}
+    reader.close()
+    journal.close()

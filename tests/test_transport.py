@@ -1,0 +1,146 @@
+"""Http11Transport against raw loopback servers: framing, keep-alive, timeouts, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from campaigner.transport import Http11Transport
+
+pytestmark = pytest.mark.anyio
+
+Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@asynccontextmanager
+async def raw_server(answer: Answer) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A server that answers each request head with bytes chosen by ``answer``."""
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                heads.append(head)
+                out = answer(head)
+                if out is None:
+                    break
+                writer.write(out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", heads
+    finally:
+        server.close()
+
+
+def ok(body: bytes = b'{"Code":"OK"}', extra: bytes = b"") -> Answer:
+    return lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%b\r\n%b" % (len(body), extra, body)
+
+
+async def test_content_length_and_keep_alive() -> None:
+    async with raw_server(ok()) as (url, heads):
+        transport = Http11Transport()
+        for _ in range(3):
+            r = await transport.handle_async_request(httpx.Request("POST", f"{url}/?a=b%20c"))
+            assert r.status_code == 200 and r.content == b'{"Code":"OK"}'
+        await transport.aclose()
+    assert transport.connections_opened == 1  # one connection, reused
+    assert heads[0].startswith(b"POST /?a=b%20c HTTP/1.1\r\n")
+    assert b"Content-Length: 0\r\n" in heads[0]
+
+
+async def test_chunked_body_and_connection_close() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\n\r\n"
+    )
+    async with raw_server(lambda _: chunked) as (url, _):
+        transport = Http11Transport()
+        r1 = await transport.handle_async_request(httpx.Request("GET", url))
+        r2 = await transport.handle_async_request(httpx.Request("GET", url))
+        await transport.aclose()
+    assert r1.content == r2.content == b"abcdefg"
+    assert "transfer-encoding" not in r1.headers
+    assert transport.connections_opened == 2  # Connection: close is honoured
+
+
+async def test_body_until_close() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    transport = Http11Transport()
+    response = await transport.handle_async_request(httpx.Request("GET", url))
+    assert response.content == b"all of it"
+    assert transport.open_connections == 0  # not reusable
+    await transport.aclose()
+    server.close()
+
+
+async def test_read_timeout_after_write() -> None:
+    async with raw_server(lambda _: b"") as (url, heads):  # reads, never answers
+        transport = Http11Transport(read_timeout_s=0.2)
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.handle_async_request(httpx.Request("POST", url))
+        await transport.aclose()
+    assert len(heads) == 1  # it was written: the outcome is unknown, not "not sent"
+
+
+async def test_disconnect_after_write_is_not_a_connect_error() -> None:
+    async with raw_server(lambda _: None) as (url, _):
+        transport = Http11Transport()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(httpx.Request("POST", url))
+        await transport.aclose()
+
+
+async def test_connection_refused_is_a_connect_error() -> None:
+    async with raw_server(ok()) as (url, _):
+        pass  # closed again: nothing listens on that port now
+    transport = Http11Transport()
+    with pytest.raises(httpx.ConnectError):
+        await transport.handle_async_request(httpx.Request("POST", url))
+    with pytest.raises(httpx.ConnectError):
+        await transport.ready(httpx.URL(url))
+    await transport.aclose()
+
+
+async def test_ready_then_start_writes_synchronously() -> None:
+    async with raw_server(ok()) as (url, heads):
+        transport = Http11Transport(spare=2)
+        await transport.ready(httpx.URL(url))
+        assert transport.idle_count(httpx.URL(url)) >= 1
+        future = transport.start(httpx.Request("POST", f"{url}/?x=1"))
+        assert future is not None
+        response = await future
+        assert response.status_code == 200
+        assert heads[0].startswith(b"POST /?x=1 ")
+        await transport.aclose()
+
+
+async def test_bad_status_line_is_a_protocol_error() -> None:
+    async with raw_server(lambda _: b"garbage\r\n\r\n") as (url, _):
+        transport = Http11Transport()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(httpx.Request("POST", url))
+        await transport.aclose()
