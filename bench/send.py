@@ -1,6 +1,6 @@
 """Send speed against the simulator over loopback, and the one-call-at-a-time baseline.
 
-    .venv/bin/python bench/send.py [--rows 20000] [--latencies 200,1000] [--quiet-server-gc]
+    .venv/bin/python bench/send.py [--rows 20000] [--latencies 200,1000]
         [--journal-rows 5000] [--engines]
 
 For each latency: starts `campaigner sandbox` in its own process (so the server's CPU is
@@ -10,14 +10,6 @@ server saw in any sliding second, throttled answers, and the client's CPU millis
 per message (send phase). Then the journal's cost (the same pool with the journal on disk
 vs in memory) and the baseline: the same calls made the way a script around the official
 SDK would make them, one blocking call after another.
-
-``--quiet-server-gc`` runs the same ``campaigner sandbox`` with its garbage collector
-frozen (start-up heap, then every 2 s). The stock simulator stamps each request's arrival
-with ``time.monotonic()`` when its handler runs, so a 30-60 ms gen-2 collection in the
-*server* bunches the requests that arrived during it and the server then counts up to
-~260 in "one second" although the client started at most 250 in any second (the client's
-own start times are printed too). ``--engines`` adds the in-process comparison of the
-HTTP engines (ours vs aiohttp's pool) under the same pool.
 
 Goals (issue 3): ≥ 247.5 msg/s sustained at both latencies; server max ≤ 250 in any
 second; 0 throttles; ≤ 1 ms client CPU per message.
@@ -82,33 +74,18 @@ def write_rows(path: Path, n: int) -> None:
 
 # `campaigner sandbox`, with the simulator's rules loaded up front and its heap frozen, so
 # the server's own GC pauses do not distort its arrival timestamps (see the docstring).
-_QUIET_GC_SANDBOX = """
-import gc, sys, threading, time
-import campaigner.channels as channels
-channels.check_recipient("whatsapp", "8613900000001")
-from campaigner.cli import main
-gc.collect()
-gc.freeze()
-def refreeze():
-    while True:
-        time.sleep(2.0)
-        gc.freeze()
-threading.Thread(target=refreeze, daemon=True).start()
-sys.argv[0] = "campaigner"
-main()
-"""
 
 
 class Sandbox:
     """`campaigner sandbox` in a child process."""
 
-    def __init__(self, latency_ms: float, quiet_gc: bool = False) -> None:
+    def __init__(self, latency_ms: float) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        launcher = ["-c", _QUIET_GC_SANDBOX] if quiet_gc else ["-m", "campaigner"]
         cmd = [
             sys.executable,
-            *launcher,
+            "-m",
+            "campaigner",
             "sandbox",
             "--port",
             str(self.port),
@@ -134,8 +111,8 @@ class Sandbox:
         self.proc.wait(timeout=10)
 
 
-def send_run(campaign: Path, data: Path, latency_ms: float, quiet_gc: bool) -> dict[str, object]:
-    sandbox = Sandbox(latency_ms, quiet_gc)
+def send_run(campaign: Path, data: Path, latency_ms: float) -> dict[str, object]:
+    sandbox = Sandbox(latency_ms)
     try:
         env = os.environ | {
             "ALIBABA_CLOUD_ACCESS_KEY_ID": KEY_ID,
@@ -269,11 +246,9 @@ async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[
     }
 
 
-def pool_run(
-    latency_ms: float, rows: int, journal_kind: str, engine: str, quiet_gc: bool
-) -> dict[str, object]:
+def pool_run(latency_ms: float, rows: int, journal_kind: str, engine: str) -> dict[str, object]:
     """The send pool in this process (no CLI, no row preparation) against a sandbox."""
-    sandbox = Sandbox(latency_ms, quiet_gc)
+    sandbox = Sandbox(latency_ms)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "journal.sqlite" if journal_kind == "disk" else Path(":memory:")
@@ -308,11 +283,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--latencies", default="200,1000")
-    parser.add_argument("--quiet-server-gc", action="store_true")
     parser.add_argument("--journal-rows", type=int, default=5_000)
     parser.add_argument("--engines", action="store_true")
     args = parser.parse_args()
-    quiet = bool(args.quiet_server_gc)
     OUT.mkdir(parents=True, exist_ok=True)
     campaign = OUT / "bench-send.toml"
     campaign.write_text(CAMPAIGN)
@@ -320,8 +293,7 @@ def main() -> None:
     write_rows(data, args.rows)
     latencies = [float(ms) for ms in args.latencies.split(",")]
 
-    print(f"server: campaigner sandbox{' (GC frozen)' if quiet else ''}")
-    results = [send_run(campaign, data, ms, quiet) for ms in latencies]
+    results = [send_run(campaign, data, ms) for ms in latencies]
     for r in results:
         print(
             f"latency {r['latency_ms']:>6.0f} ms: {r['sent']:,}/{r['rows']:,} sent, "
@@ -333,13 +305,13 @@ def main() -> None:
     pools = []
     slow = max(latencies)
     for kind in ("disk", "memory"):
-        pools.append(pool_run(slow, args.journal_rows, kind, "http11", quiet))
+        pools.append(pool_run(slow, args.journal_rows, kind, "http11"))
         _print_pool(pools[-1])
     if args.engines:
         print("HTTP engines (same pool, journal on disk):")
         for ms in latencies:
             for engine in ("http11", "aiohttp"):
-                pools.append(pool_run(ms, args.journal_rows, "disk", engine, quiet))
+                pools.append(pool_run(ms, args.journal_rows, "disk", engine))
                 _print_pool(pools[-1])
     rates = {ms: baseline(ms, 25 if ms >= 1000 else 100) for ms in latencies}
     for ms, rate in rates.items():
@@ -347,7 +319,6 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "server_gc_frozen": quiet,
                 "runs": results,
                 "pool_runs": pools,
                 "baseline_msg_s": rates,

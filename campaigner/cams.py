@@ -137,6 +137,7 @@ class Reply:
     message: str | None = None
     request_id: str | None = None
     retry_after_s: float | None = None  # from x-acs-retry-after (milliseconds on the wire)
+    throttled: bool = False  # flow control said slow down (vs. 503 or no connection)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -162,7 +163,12 @@ def classify_reply(status: int, headers: Mapping[str, str], body: bytes) -> Repl
             # A 200 we cannot read, or a server error after the request arrived: ambiguous.
             return Reply(ReplyKind.UNKNOWN, code=f"HTTP{status}", message="unreadable answer")
         if status in (429, 503) or retry_after is not None:
-            return Reply(ReplyKind.RETRY, code=f"HTTP{status}", retry_after_s=retry_after)
+            return Reply(
+                ReplyKind.RETRY,
+                code=f"HTTP{status}",
+                retry_after_s=retry_after,
+                throttled=status == 429 or retry_after is not None,
+            )
         return Reply(ReplyKind.FAILED, code=f"HTTP{status}", message="unreadable error answer")
     code = str(data.get("Code") or "") or None
     message = data.get("Message")
@@ -181,7 +187,7 @@ def classify_reply(status: int, headers: Mapping[str, str], body: bytes) -> Repl
         if code is None:
             return Reply(ReplyKind.UNKNOWN, **fields)
     if code in _THROTTLE_CODES or status == 429 or retry_after is not None:
-        return Reply(ReplyKind.RETRY, retry_after_s=retry_after, **fields)
+        return Reply(ReplyKind.RETRY, retry_after_s=retry_after, throttled=True, **fields)
     if code in ACCOUNT_ERROR_CODES or status in (401, 403):
         return Reply(ReplyKind.ACCOUNT, **fields)
     if status == 503:

@@ -313,7 +313,7 @@ class SendPool:
             self._pacer.pause(now, delay)
         else:
             self._unreachable_since = None
-            self.stats.throttled += 1
+            self.stats.throttled += reply.throttled  # a 503 slows us down too, uncounted
             self._pacer.throttled(now, reply.retry_after_s)
             delay = max(self._backoff(job.attempts - job.unreachable), reply.retry_after_s or 0.0)
         if job.attempts - job.unreachable >= self.max_attempts or self.stopping:

@@ -86,6 +86,12 @@ def test_answers_are_classified_once(
         assert reply.code == code
 
 
+def test_throttling_is_told_apart_from_unavailability() -> None:
+    assert classify_reply(400, {}, body(Code="System.LimitControl")).throttled
+    assert classify_reply(429, {}, b"").throttled
+    assert not classify_reply(503, {}, body(Code="ServiceUnavailable")).throttled
+
+
 def test_retry_after_header_is_milliseconds() -> None:
     reply = classify_reply(400, {"x-acs-retry-after": "1500"}, body(Code="Throttling.User"))
     assert reply.retry_after_s == 1.5
