@@ -35,6 +35,7 @@ ReplyCallback = Callable[[Reply], None]
 class FastTransport(Protocol):
     """The optional two-step path of ``Http11Transport`` (see campaigner.transport)."""
 
+    async def warm(self, url: httpx.URL, count: int) -> None: ...
     async def ready(self, url: httpx.URL) -> None: ...
 
     def start(self, request: httpx.Request) -> asyncio.Future[httpx.Response] | None: ...
@@ -135,6 +136,11 @@ class CamsClient:
         response = await self._transport.handle_async_request(request)
         await response.aread()
         return response
+
+    async def warm(self, connections: int) -> None:
+        """Open connections before the first send, so the first second runs like the rest."""
+        if self._fast is not None:
+            await self._fast.warm(self._base_url, connections)
 
     async def ready(self) -> Reply | None:
         """Wait until ``start`` can write at once; a Reply(RETRY) if CAMS is unreachable."""

@@ -28,7 +28,11 @@ class PacerSettings:
     rate_factor: float = 0.996  # spacing rate = limit * factor
     window: float = 1.005  # guard window, seconds
     tolerance_intervals: float = 0.5  # catch-up allowed after a late wake-up
-    decrease: float = 0.85  # rate multiplier on throttling
+    # Rate multipliers for the 1st, 2nd, 3rd... throttled window in a row: an isolated
+    # throttle (network jitter bunching a few requests) costs little, while sustained
+    # throttling (another client on the account) backs off hard.
+    decreases: tuple[float, ...] = (0.97, 0.9, 0.8, 0.7)
+    streak_s: float = 5.0  # throttles closer than this continue a streak
     recover_per_s: float = 0.1  # fraction of the full rate regained per clean second
     min_rate: float = 1.0
 
@@ -40,6 +44,7 @@ class Pacer:
     _tat: float | None = None  # theoretical arrival time of the next start
     _rate: float = 0.0
     _last_cut: float = float("-inf")
+    _streak: int = 0
     _last_update: float | None = None
     _paused_until: float = float("-inf")
 
@@ -83,8 +88,11 @@ class Pacer:
 
     def throttled(self, now: float, retry_after_s: float | None = None) -> None:
         """The server said slow down."""
-        if now - self._last_cut >= self.settings.window:
-            self._rate = max(self.settings.min_rate, self._rate * self.settings.decrease)
+        s = self.settings
+        if now - self._last_cut >= s.window:  # at most one cut per window
+            self._streak = self._streak + 1 if now - self._last_cut < s.streak_s else 1
+            factor = s.decreases[min(self._streak, len(s.decreases)) - 1]
+            self._rate = max(s.min_rate, self._rate * factor)
             self._last_cut = now
             self._last_update = now
         if retry_after_s:

@@ -158,6 +158,9 @@ class SendPool:
             # Frozen objects are skipped by the cyclic GC (refcounting still frees them).
             gc.collect()
             gc.freeze()
+        # Cold connections make the first second's requests reach the server unevenly
+        # (seen as a server-side stall and 251 in a second); one second's worth, warm.
+        await self.client.warm(self.pacer_settings.limit)
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(self._fill, feed)

@@ -459,6 +459,12 @@ class Http11Transport(httpx.AsyncBaseTransport):
             task.add_done_callback(self._background.discard)
 
     # -- the fast path ----------------------------------------------------------------
+    async def warm(self, url: httpx.URL, count: int) -> None:
+        """Open up to ``count`` connections at once (failures are left to ``ready``)."""
+        origin = _origin(url)
+        room = self._limit - len(self._all) - sum(self._connecting.values())
+        await asyncio.gather(*(self._warm(origin) for _ in range(max(0, min(count, room)))))
+
     async def ready(self, url: httpx.URL) -> None:
         """Return once ``start`` can write to ``url`` at once; raises ConnectError/-Timeout."""
         origin = _origin(url)
