@@ -26,7 +26,7 @@ __all__ = ("Pacer", "PacerSettings")
 class PacerSettings:
     limit: int = 250  # starts allowed in any window (the account's QPS)
     rate_factor: float = 0.996  # spacing rate = limit * factor
-    window: float = 1.005  # guard window, seconds
+    window: float = 1.007  # guard window, seconds
     tolerance_intervals: float = 0.5  # catch-up allowed after a late wake-up
     # Rate multipliers for the 1st, 2nd, 3rd... throttled window in a row: an isolated
     # throttle (network jitter bunching a few requests) costs little, while sustained
