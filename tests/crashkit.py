@@ -122,7 +122,7 @@ def campaigner(*args: str, env: dict[str, str] | None = None) -> subprocess.Pope
 
 
 def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900
 ) -> tuple[int, str, str]:
     proc = campaigner(*args, env=env)
     out, err = proc.communicate(timeout=timeout)
