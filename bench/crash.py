@@ -73,7 +73,7 @@ def random_kills(rows: int, kills: int, seed: int) -> dict[str, object]:
         resume = None
         for _ in range(kills):
             proc = campaigner(*send_args(campaign, out, sandbox.url, resume))
-            time.sleep(rng.uniform(0.5, 2.0))
+            time.sleep(rng.uniform(0.4, 1.6))
             finished = proc.poll() is not None
             proc.send_signal(signal.SIGKILL)
             proc.wait()
