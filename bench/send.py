@@ -21,25 +21,26 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import httpx
 
-from campaigner.client import CamsClient, ReplyCallback, check_endpoint
-from campaigner.journal import Journal
-from campaigner.pool import Job, JournalWriter, SendPool
-from campaigner.signing import Credentials, format_date, sign_request
-from campaigner.transport import AiohttpTransport, Http11Transport
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from campaigner.client import CamsClient, ReplyCallback, check_endpoint  # noqa: E402
+from campaigner.journal import Journal  # noqa: E402
+from campaigner.pool import Job, JournalWriter, SendPool  # noqa: E402
+from campaigner.signing import Credentials, format_date, sign_request  # noqa: E402
+from campaigner.transport import AiohttpTransport, Http11Transport  # noqa: E402
+from tests.crashkit import Sandbox  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 KEY_ID, SECRET = "testAccessKeyId", "testAccessKeySecret"
 CAMPAIGN = """
@@ -59,12 +60,6 @@ code = "{{ coupon }}"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_rows(path: Path, n: int) -> None:
     with path.open("w") as f:
         f.write("phone,first_name,coupon\n")
@@ -72,47 +67,8 @@ def write_rows(path: Path, n: int) -> None:
             f.write(f"86139{i:08d},ana{i % 50},C{i:06d}\n")
 
 
-# `campaigner sandbox`, with the simulator's rules loaded up front and its heap frozen, so
-# the server's own GC pauses do not distort its arrival timestamps (see the docstring).
-
-
-class Sandbox:
-    """`campaigner sandbox` in a child process."""
-
-    def __init__(self, latency_ms: float) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "campaigner",
-            "sandbox",
-            "--port",
-            str(self.port),
-            "--latency-ms",
-            str(latency_ms),
-        ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                self.stats()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("the simulator did not start")
-
-    def stats(self) -> dict[str, object]:
-        with urllib.request.urlopen(self.url + "/_sim/stats", timeout=5) as r:
-            return dict(json.load(r))
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 def send_run(campaign: Path, data: Path, latency_ms: float) -> dict[str, object]:
-    sandbox = Sandbox(latency_ms)
+    sandbox = Sandbox(latency_ms=latency_ms).start()
     try:
         env = os.environ | {
             "ALIBABA_CLOUD_ACCESS_KEY_ID": KEY_ID,
@@ -157,7 +113,7 @@ def send_run(campaign: Path, data: Path, latency_ms: float) -> dict[str, object]
 
 def baseline(latency_ms: float, calls: int) -> float:
     """One blocking signed call after another, as a script around the SDK would do."""
-    sandbox = Sandbox(latency_ms)
+    sandbox = Sandbox(latency_ms=latency_ms).start()
     try:
         base, host = check_endpoint(sandbox.url)
         creds = Credentials(KEY_ID, SECRET)
@@ -248,7 +204,7 @@ async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[
 
 def pool_run(latency_ms: float, rows: int, journal_kind: str, engine: str) -> dict[str, object]:
     """The send pool in this process (no CLI, no row preparation) against a sandbox."""
-    sandbox = Sandbox(latency_ms)
+    sandbox = Sandbox(latency_ms=latency_ms).start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "journal.sqlite" if journal_kind == "disk" else Path(":memory:")

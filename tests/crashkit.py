@@ -67,13 +67,18 @@ def write_campaign(folder: Path, rows: int, *, bad_every: int = 50, dup_every: i
 
 @dataclass
 class Sandbox:
-    log: Path
+    """`campaigner sandbox` in a child process (also used by bench/send.py)."""
+
+    log: Path | None = None
     latency_ms: float = 20
     extra: list[str] = field(default_factory=list)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def start(self) -> Sandbox:
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -102,11 +107,18 @@ class Sandbox:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def stats(self) -> dict[str, object]:
+        with urllib.request.urlopen(self.url + "/_sim/stats", timeout=10) as r:
+            return dict(json.load(r))
+
     def accepted(self) -> list[dict[str, object]]:
         with urllib.request.urlopen(self.url + "/_sim/accepted", timeout=10) as r:
             return [json.loads(line) for line in r.read().decode().splitlines() if line]
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=10)
