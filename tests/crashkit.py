@@ -146,6 +146,14 @@ def run_dir(out: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
+def wait_for_run(out: Path, timeout: float = 20) -> Path | None:
+    """The run folder of a send that is starting (None if none appeared in time)."""
+    deadline = time.monotonic() + timeout
+    while (found := run_dir(out)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def send_args(campaign: Path, out: Path, url: str, resume: Path | None) -> list[str]:
     args = ["send", str(campaign), "--endpoint", url, "--out", str(out), "--yes", "--json"]
     return [*args, "--resume", str(resume)] if resume else args

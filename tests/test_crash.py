@@ -22,6 +22,7 @@ from tests.crashkit import (
     run,
     run_dir,
     send_args,
+    wait_for_run,
     write_campaign,
 )
 
@@ -95,9 +96,7 @@ def test_sigterm_stops_gracefully_and_resume_completes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with Sandbox(tmp_path / "accepted.jsonl", latency_ms=100) as sandbox:
         proc = campaigner(*send_args(campaign, out, sandbox.url, None))
-        deadline = time.monotonic() + 20
-        while run_dir(out) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_run(out)
         time.sleep(0.7)  # sending has started
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -118,9 +117,7 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with Sandbox(tmp_path / "accepted.jsonl", latency_ms=200) as sandbox:
         first = campaigner(*send_args(campaign, out, sandbox.url, None))
-        deadline = time.monotonic() + 20
-        while run_dir(out) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_run(out)
         time.sleep(0.5)
         folder = run_dir(out)
         assert folder is not None
@@ -190,9 +187,7 @@ def test_report_can_be_rebuilt_while_the_run_is_going(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with Sandbox(tmp_path / "accepted.jsonl", latency_ms=300) as sandbox:
         proc = campaigner(*send_args(campaign, out, sandbox.url, None))
-        deadline = time.monotonic() + 20
-        while run_dir(out) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_run(out)
         time.sleep(1.0)
         folder = run_dir(out)
         assert folder is not None
