@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from campaigner.cams import build_query
 from campaigner.channels import check_call
@@ -34,11 +35,21 @@ _PLACEHOLDER_TO = "8613800000000"
 _FREE_TEXT = frozenset({"TemplateParams", "Payload", "FlowAction", "ProductAction", "To"})
 
 
+def _calling_code_length(digits: str) -> int:
+    # Calling codes are prefix-free, so the first known 1-3 digit prefix is the code.
+    for length in (1, 2, 3):
+        if int(digits[:length] or 0) in COUNTRY_CODE_TO_REGION_CODE:
+            return length
+    return 2
+
+
 def mask_recipient(to: str) -> str:
-    """Country code and last 4 digits only, as Alibaba's own examples show numbers."""
+    """Country code and last 4 digits only (``86*******5678``), as Alibaba's examples show
+    numbers; other IDs keep only their last 4 characters."""
     if len(to) <= 6:
         return "*" * len(to)
-    return to[:2] + "*" * (len(to) - 6) + to[-4:]
+    keep = _calling_code_length(to) if to.isdigit() else 0
+    return to[:keep] + "*" * (len(to) - keep - 4) + to[-4:]
 
 
 @dataclass

@@ -219,3 +219,12 @@ def test_readme_quick_start_commands_exist() -> None:
     assert "make demo" in readme and "make test" in readme
     makefile = (ROOT / "Makefile").read_text()
     assert "demo:" in makefile and "test:" in makefile
+
+
+def test_masking_keeps_the_country_code_and_last_four_digits() -> None:
+    from campaigner.rows import mask_recipient
+
+    assert mask_recipient("8613812345678") == "86*******5678"
+    assert mask_recipient("14155550123") == "1******0123"
+    assert mask_recipient("85291234567") == "852****4567"
+    assert mask_recipient("psid-123456789") == "**********6789"
