@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from campaigner.client import CamsClient, ReplyCallback, check_endpoint  # noqa: E402
 from campaigner.journal import Journal  # noqa: E402
+from campaigner.pacing import max_in_window  # noqa: E402
 from campaigner.pool import Job, JournalWriter, SendPool  # noqa: E402
 from campaigner.signing import Credentials, format_date, sign_request  # noqa: E402
 from campaigner.transport import AiohttpTransport, Http11Transport  # noqa: E402
@@ -155,16 +156,6 @@ def _query(i: int) -> dict[str, str]:
     }
 
 
-def _max_in_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best = start = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[str, object]:
     journal.add_rows((i, "pending", f"86139{i:08d}", None) for i in range(rows))
     transport: httpx.AsyncBaseTransport = (
@@ -197,7 +188,7 @@ async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[
         "sent": st.sent,
         "sustained_msg_s": round(st.started / span, 1) if span else None,
         "end_to_end_msg_s": round(st.sent / wall, 1),
-        "client_max_in_any_second": _max_in_window(starts),
+        "client_max_in_any_second": max_in_window(sorted(starts)),
         "client_cpu_ms_per_msg": round(cpu * 1000 / max(st.started, 1), 3),
     }
 

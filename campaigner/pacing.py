@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ("Pacer", "PacerSettings")
+__all__ = ("Pacer", "PacerSettings", "max_in_window")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +101,14 @@ class Pacer:
     def pause(self, now: float, seconds: float) -> None:
         """Hold every start for a while (e.g. the server is unreachable)."""
         self._paused_until = max(self._paused_until, now + seconds)
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most ``times`` (sorted) in any half-open ``[t, t + window)``: what a server's
+    sliding-second rate limit sees."""
+    best = start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best

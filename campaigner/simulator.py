@@ -105,6 +105,7 @@ from typing import Any, Literal, TextIO
 from aiohttp import web
 
 from campaigner import signing
+from campaigner.pacing import max_in_window
 
 __all__ = (
     "API_VERSION",
@@ -381,12 +382,7 @@ class Simulator:
         times = (
             sorted(r.received_monotonic for r in self.accepted) if accepted_only else self.arrivals
         )
-        best = start = 0
-        for end, t in enumerate(times):
-            while t - times[start] >= window_s:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_window(times, window_s)
 
     def stats(self) -> dict[str, Any]:
         return {
