@@ -51,7 +51,7 @@ import io
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -368,16 +368,7 @@ def _open_csv(path: Path, head: bytes, encoding: str | None) -> InputTable:
     if not keep:
         raise EmptyInputError(f"{path.name} has no named columns and no data in any column.")
     final = _unique_names([names[i] or f"column_{column_letter(i)}" for i in keep])
-    plan = _CsvPlan(
-        path=path,
-        codec=codec,
-        skip=skip,
-        delimiter=delimiter,
-        width=width,
-        header_record=header_record,
-        keep=keep,
-        columns=tuple(final),
-    )
+    plan = replace(plan, keep=keep, columns=tuple(final))
     return InputTable(path=path, kind="csv", columns=plan.columns, sheet=None, _source=plan)
 
 
