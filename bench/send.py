@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,8 +29,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import anyio
 import httpx
+from yarl import URL
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,7 +42,7 @@ from campaigner.journal import Journal  # noqa: E402
 from campaigner.pacing import max_in_window  # noqa: E402
 from campaigner.pool import Job, JournalWriter, SendPool  # noqa: E402
 from campaigner.signing import Credentials, format_date, sign_request  # noqa: E402
-from campaigner.transport import AiohttpTransport, Http11Transport  # noqa: E402
+from campaigner.transport import Http11Transport  # noqa: E402
 from tests.crashkit import Sandbox  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -154,6 +157,88 @@ def _query(i: int) -> dict[str, str]:
         "To": f"86139{i:08d}",
         "Type": "template",
     }
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """aiohttp's pool under the httpx API: the engine Http11Transport replaced (--engines)."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1000,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 15.0,
+        keepalive_s: float = 15.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self._limit = max_connections
+        self._keepalive_s = keepalive_s
+        self._verify = verify
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                limit_per_host=self._limit,
+                keepalive_timeout=self._keepalive_s,
+                ttl_dns_cache=300,
+                ssl=self._verify,
+            )
+            # No cookies, no env proxies surprises beyond the standard variables.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
+                trust_env=True,
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._open()
+        # encoded=True: the query is already canonical; re-encoding would change the bytes
+        # the signature was computed over.
+        url = URL(str(request.url), encoded=True)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length",)]
+        body = request.content if request.content else None
+        try:
+            async with session.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            ) as resp:
+                content = await resp.read()
+                # aiohttp already decoded the body: drop headers that would make httpx decode again.
+                raw_headers = [
+                    (k, v)
+                    for k, v in resp.raw_headers
+                    if k.lower()
+                    not in (b"content-encoding", b"content-length", b"transfer-encoding")
+                ]
+                status = resp.status
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc) or "cannot connect", request=request) from exc
+        except (TimeoutError, aiohttp.SocketTimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "read timeout", request=request) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise httpx.RemoteProtocolError(
+                str(exc) or "server disconnected", request=request
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+        except OSError as exc:
+            raise httpx.ReadError(str(exc), request=request) from exc
+        return httpx.Response(status, headers=raw_headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[str, object]:

@@ -29,11 +29,9 @@ import contextlib
 import ssl
 import time
 
-import aiohttp
 import httpx
-from yarl import URL
 
-__all__ = ("AiohttpTransport", "Http11Transport")
+__all__ = ("Http11Transport",)
 
 _Origin = tuple[str, str, int]  # scheme, host, port
 _MAX_HEAD = 64 * 1024
@@ -531,85 +529,3 @@ class Http11Transport(httpx.AsyncBaseTransport):
             conn.close()
         self._all.clear()
         self._idle.clear()
-
-
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """The previous engine (aiohttp's pool), kept for comparison in bench/send.py."""
-
-    def __init__(
-        self,
-        *,
-        max_connections: int = 1000,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 15.0,
-        keepalive_s: float = 15.0,
-        verify: ssl.SSLContext | bool = True,
-    ) -> None:
-        self._limit = max_connections
-        self._keepalive_s = keepalive_s
-        self._verify = verify
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit,
-                keepalive_timeout=self._keepalive_s,
-                ttl_dns_cache=300,
-                ssl=self._verify,
-            )
-            # No cookies, no env proxies surprises beyond the standard variables.
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=True,
-                trust_env=True,
-            )
-        return self._session
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open()
-        # encoded=True: the query is already canonical; re-encoding would change the bytes
-        # the signature was computed over.
-        url = URL(str(request.url), encoded=True)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length",)]
-        body = request.content if request.content else None
-        try:
-            async with session.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False
-            ) as resp:
-                content = await resp.read()
-                # aiohttp already decoded the body: drop headers that would make httpx decode again.
-                raw_headers = [
-                    (k, v)
-                    for k, v in resp.raw_headers
-                    if k.lower()
-                    not in (b"content-encoding", b"content-length", b"transfer-encoding")
-                ]
-                status = resp.status
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc) or "cannot connect", request=request) from exc
-        except (TimeoutError, aiohttp.SocketTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "read timeout", request=request) from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise httpx.RemoteProtocolError(
-                str(exc) or "server disconnected", request=request
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        except OSError as exc:
-            raise httpx.ReadError(str(exc), request=request) from exc
-        return httpx.Response(status, headers=raw_headers, content=content, request=request)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
