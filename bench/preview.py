@@ -24,21 +24,8 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-CAMPAIGN = """
-name = "bench"
-[send]
-default_region = "CN"
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "744c4b5c79c9432497a075bdfca3****"
-Language = "en"
-[message.TemplateParams]
-name = "{{ first_name | title }}"
-code = "{{ coupon }}"
-"""
+# The sample campaign (WhatsApp template, two TemplateParams); every run passes --input.
+CAMPAIGN = ROOT / "sample_data" / "whatsapp_template.toml"
 
 
 def make_rows(n: int, seed: int = 7) -> pl.DataFrame:
@@ -149,19 +136,17 @@ def main() -> None:
     parser.add_argument("--xlsx-rows", type=int, default=100_000)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    campaign = OUT / "bench.toml"
-    campaign.write_text(CAMPAIGN)
 
     results = {}
     for label, n in (("csv-quarter", args.rows // 4), ("csv", args.rows)):
         path = OUT / f"recipients-{n}.csv"
         if not path.exists():
             make_rows(n).write_csv(path)
-        results[label] = run_preview(campaign, path)
+        results[label] = run_preview(CAMPAIGN, path)
     xlsx = OUT / f"recipients-{args.xlsx_rows}.xlsx"
     if not xlsx.exists():
         write_xlsx(make_rows(args.xlsx_rows), xlsx)
-    results["xlsx"] = run_preview(campaign, xlsx)
+    results["xlsx"] = run_preview(CAMPAIGN, xlsx)
 
     for label, r in results.items():
         print(
