@@ -101,14 +101,19 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def print_tally(tally: Tally, *, head: str) -> None:
+def _label(status: Status) -> str:
+    return status.value.replace("_", " ")
+
+
+def print_tally(tally: Tally, *, head: Status) -> None:
+    """Rows read, the ``head`` status first, then every other status that occurred."""
     click.echo(f"  {'rows read':<14}{_n(tally.rows):>12}")
-    click.echo(f"  {head:<14}{_n(tally.count(Status(head.replace(' ', '_')))):>12}")
+    click.echo(f"  {_label(head):<14}{_n(tally.count(head)):>12}")
     for status in Status:
         count = tally.count(status)
-        if status.value == head.replace(" ", "_") or not count:
+        if status is head or not count:
             continue
-        click.echo(f"  {status.value.replace('_', ' '):<14}{_n(count):>12}")
+        click.echo(f"  {_label(status):<14}{_n(count):>12}")
         if status in (Status.INVALID, Status.FAILED):
             for entry in tally.as_dict()["invalid_reasons"][:10]:
                 rows = ", ".join(str(r) for r in entry["first_rows"])
@@ -118,7 +123,7 @@ def print_tally(tally: Tally, *, head: str) -> None:
 
 def _print_preview(result: PreviewResult) -> None:
     click.echo(f"Preview of {result.input_path}")
-    print_tally(result.tally, head="would send")
+    print_tally(result.tally, head=Status.WOULD_SEND)
     click.echo(
         f"  estimated send time at {result.qps}/s: {_duration(result.estimated_send_seconds)}"
     )
@@ -254,7 +259,7 @@ def _confirm(question: str) -> bool:
 def _print_send(result: SendResult) -> None:
     summary = result.summary
     click.echo(f"Sent campaign {summary['name']} to {summary['endpoint']}")
-    print_tally(result.tally, head="sent")
+    print_tally(result.tally, head=Status.SENT)
     rate = summary.get("achieved_rate")
     click.echo(
         f"  requests {summary['requests']:,} (retries {summary['retries']:,}, "
@@ -497,7 +502,7 @@ def report(run_dir: Path, report_format: str) -> None:
     _setup_logging(False)
     tally = rebuild_run_report(run_dir, _want_xlsx(report_format))
     click.echo(f"Report of {run_dir}")
-    print_tally(tally, head="sent")
+    print_tally(tally, head=Status.SENT)
     click.echo(f"Report: {run_dir / 'report.csv'}")
     sys.exit(EXIT_OK if tally.count(Status.SENT) == tally.rows else EXIT_INCOMPLETE)
 
@@ -555,7 +560,7 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
         f"not sent (a --resume sends them), {result.still_unknown} still unknown, "
         f"{result.lookup_errors} lookups failed"
     )
-    print_tally(tally, head="sent")
+    print_tally(tally, head=Status.SENT)
     sys.exit(EXIT_OK if not result.still_unknown and not result.lookup_errors else EXIT_INCOMPLETE)
 
 
