@@ -57,6 +57,10 @@ def handle_errors(func: F) -> F:
             _fail("terminated before sending started; nothing was sent", 143)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader went away (`| head`): the run itself is complete, so exit quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # a bug: say so plainly, keep the traceback for -v / logs
             logging.getLogger("campaigner").debug("unexpected error", exc_info=True)
             _fail(

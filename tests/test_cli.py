@@ -228,3 +228,21 @@ def test_masking_keeps_the_country_code_and_last_four_digits() -> None:
     assert mask_recipient("14155550123") == "1******0123"
     assert mask_recipient("85291234567") == "852****4567"
     assert mask_recipient("psid-123456789") == "**********6789"
+
+
+def test_a_closed_stdout_is_not_an_internal_error(tmp_path: Path) -> None:
+    """`campaigner preview ... | head` must not end in an 'unexpected internal error'."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "campaigner", "preview", str(SAMPLES / "whatsapp_template.toml"),
+         "--out", str(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before anything is printed
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "internal error" not in err
+    assert (only_run(tmp_path) / "report.csv").exists()
