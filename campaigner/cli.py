@@ -119,7 +119,8 @@ def print_tally(tally: Tally, *, head: Status) -> None:
             continue
         click.echo(f"  {_label(status):<14}{_n(count):>12}")
         if status in (Status.INVALID, Status.FAILED):
-            for entry in tally.as_dict()["invalid_reasons"][:10]:
+            reasons = [r for r in tally.as_dict()["invalid_reasons"] if r["status"] == status]
+            for entry in reasons[:10]:
                 rows = ", ".join(str(r) for r in entry["first_rows"])
                 more = ", …" if entry["count"] > len(entry["first_rows"]) else ""
                 click.echo(f"      {entry['count']:>6} × {entry['reason']} (rows {rows}{more})")

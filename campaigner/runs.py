@@ -103,7 +103,8 @@ class Tally:
 
     rows: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
-    reasons: dict[str, list[Any]] = field(default_factory=dict)  # reason -> [count, [rows]]
+    # (status, reason) -> [count, first rows]
+    reasons: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     by_code: dict[str, int] = field(default_factory=dict)
 
     def add(self, report: pl.DataFrame, names: Mapping[str, str]) -> None:
@@ -117,15 +118,22 @@ class Tally:
         self.rows += report.height
         for status, count in report[status_col].value_counts().iter_rows():
             self.by_status[status] = self.by_status.get(status, 0) + count
-        invalid = report.filter(
+        unsent = report.filter(
             pl.col(status_col).is_in([Status.INVALID.value, Status.FAILED.value])
+        ).select(
+            pl.col(status_col).alias("status"),
+            # A failed row's reason is CAMS's answer; an invalid row's is our check.
+            pl.coalesce(
+                error_col, pl.concat_str(code_col, pl.lit(": "), pl.col(names["Message"]))
+            ).alias("reason"),
+            pl.col(row_col).alias("row"),
         )
-        if not invalid.is_empty():
-            groups = invalid.group_by(error_col, maintain_order=True).agg(
-                pl.len().alias("n"), pl.col(row_col).head(_MAX_EXAMPLE_ROWS).alias("rows")
+        if not unsent.is_empty():
+            groups = unsent.group_by("status", "reason", maintain_order=True).agg(
+                pl.len().alias("n"), pl.col("row").head(_MAX_EXAMPLE_ROWS).alias("rows")
             )
-            for reason, n, rows in groups.iter_rows():
-                entry = self.reasons.setdefault(str(reason), [0, []])
+            for status, reason, n, rows in groups.iter_rows():
+                entry = self.reasons.setdefault((status, str(reason)), [0, []])
                 entry[0] += n
                 entry[1] = (entry[1] + list(rows))[:_MAX_EXAMPLE_ROWS]
         codes = report.filter(pl.col(code_col).is_not_null())
@@ -142,8 +150,8 @@ class Tally:
             "by_status": dict(sorted(self.by_status.items())),
             "by_code": dict(sorted(self.by_code.items())),
             "invalid_reasons": [
-                {"reason": r, "count": c, "first_rows": rows}
-                for r, (c, rows) in sorted(self.reasons.items(), key=lambda kv: -kv[1][0])
+                {"status": status, "reason": r, "count": c, "first_rows": rows}
+                for (status, r), (c, rows) in sorted(self.reasons.items(), key=lambda kv: -kv[1][0])
             ],
         }
 
