@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo preview test lint bench clean
+.PHONY: setup demo preview test lint stress bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,16 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The crash, fault and signal tests, 10 times in a row: CI runs the suite once, so a test that
+# fails one time in 20 would eventually fail it. Run this whenever those tests or the code under
+# them change.
+STRESS_RUNS ?= 10
+stress: $(STAMP)
+	@for i in $$(seq 1 $(STRESS_RUNS)); do \
+	  echo "stress run $$i/$(STRESS_RUNS)"; \
+	  $(BIN)/pytest -q -m stress || exit 1; \
+	done; echo "stress: $(STRESS_RUNS) runs, 0 failures"
 
 bench: $(STAMP)
 	$(BIN)/python bench/preview.py

@@ -27,7 +27,7 @@ from tests.crashkit import (
 )
 
 ROWS = 600
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.stress]
 
 
 def finish(campaign: Path, out: Path, sandbox: Sandbox, first: Path | None) -> Path:

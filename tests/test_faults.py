@@ -12,7 +12,7 @@ import pytest
 
 from tests.crashkit import Sandbox, check, read_report, run, run_dir, send_args, write_campaign
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.stress]
 ROWS = 800
 BUSINESS_ERROR_TO = "8613900000020"
 
