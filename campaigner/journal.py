@@ -119,19 +119,30 @@ class RunLock:
 class Journal:
     """Synchronous SQLite access; the send pool calls it from one worker thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, check: bool = True) -> None:
+        """Open (or create) a journal; ``check`` first verifies an existing one page by page,
+        so damage is found here rather than halfway through a resume."""
         self.path = path
+        existing = path.exists() and path.stat().st_size > 0
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise JournalError(f"the run journal {path} cannot be opened: {exc}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            if check and existing:
+                problems = [r[0] for r in self._db.execute("PRAGMA quick_check(1)")]
+                if problems != ["ok"]:
+                    raise _Damaged(problems[0] if problems else "no answer")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise JournalError(f"the run journal {path} is unusable: {exc}") from None
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise JournalError(_open_error(path, exc)) from None
 
     @classmethod
-    def in_run(cls, run_dir: Path) -> Journal:
-        return cls(run_dir / JOURNAL_NAME)
+    def in_run(cls, run_dir: Path, *, check: bool = True) -> Journal:
+        return cls(run_dir / JOURNAL_NAME, check=check)
 
     @staticmethod
     def exists_in(run_dir: Path) -> bool:
@@ -248,6 +259,23 @@ class Journal:
 
     def integrity_ok(self) -> bool:
         return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+class _Damaged(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found a problem."""
+
+
+def _open_error(path: Path, exc: sqlite3.Error) -> str:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    detail = " ".join(str(exc).split())  # quick_check's findings span several lines
+    if isinstance(exc, _Damaged) or code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        # Damaged rows may be ones that were sent: nothing here can say what was delivered.
+        return (
+            f"the run journal {path} is damaged ({detail}); rows may have been sent that it no "
+            "longer shows, so resume, report and reconcile cannot rely on it: keep the run "
+            "folder as it is and check in the CAMS console what was sent before sending again"
+        )
+    return f"the run journal {path} cannot be used: {detail}"
 
 
 class _Transaction:

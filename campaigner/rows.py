@@ -1,8 +1,8 @@
 """Turning input batches into checked rows: render, normalize ``To``, validate, dedupe.
 
 Everything here works on whole polars batches. The result of ``Plan.prepare`` is the
-input batch plus ``__status`` (would_send / invalid / duplicate), ``__to`` (the
-normalized recipient), ``__error`` and one column per rendered template slot, from
+input batch plus ``STATUS`` (would_send / invalid / duplicate), ``TO`` (the
+normalized recipient), ``ERROR`` and one column per rendered template slot, from
 which ``Plan.query`` builds a row's API call. Preparation is deterministic, so a report
 can always be rebuilt from the input and the journal.
 """
@@ -18,6 +18,7 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from campaigner.cams import build_query
 from campaigner.channels import check_call
+from campaigner.columns import ERROR, RENDER_ERROR, STATUS, TO, internal
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
 from campaigner.outcomes import Status
@@ -28,7 +29,9 @@ from campaigner.rendering import MessageTemplate, Slot, compile_message
 __all__ = ("PHONE_CHANNELS", "Deduper", "Plan", "mask_recipient")
 
 PHONE_CHANNELS = frozenset({"whatsapp", "viber"})
-STATUS, TO, ERROR = "__status", "__to", "__error"
+# Work columns added next to the input columns (whose names may be anything).
+_FIRST_ROW = internal("first_row")
+_TO_RAW, _TO_ERROR, _CALL_ERROR = internal("to_raw"), internal("to_error"), internal("call_error")
 # A syntactically valid stand-in used when checking a call's other parameters.
 _PLACEHOLDER_TO = "8613800000000"
 # Slots under these parameters carry free text the reference puts no rules on.
@@ -75,8 +78,8 @@ class Deduper:
         )
         joined = candidates.join(self.seen, on="__key", how="left", maintain_order="left")
         first = joined.select(pl.coalesce("__first", "__first_here").alias("f"))["f"]
-        dup_rows = joined.with_columns(first.alias("__f")).filter(
-            pl.col("__f") != pl.col(ROW_COLUMN)
+        dup_rows = joined.with_columns(first.alias(_FIRST_ROW)).filter(
+            pl.col(_FIRST_ROW) != pl.col(ROW_COLUMN)
         )
         fresh = joined.filter(
             pl.col("__first").is_null() & (pl.col("__first_here") == pl.col(ROW_COLUMN))
@@ -86,18 +89,18 @@ class Deduper:
         )
         if dup_rows.is_empty():
             return frame
-        pointers = dup_rows.select(ROW_COLUMN, "__f")
+        pointers = dup_rows.select(ROW_COLUMN, _FIRST_ROW)
         out = frame.join(pointers, on=ROW_COLUMN, how="left", maintain_order="left")
         return out.with_columns(
-            pl.when(pl.col("__f").is_not_null())
+            pl.when(pl.col(_FIRST_ROW).is_not_null())
             .then(pl.lit(Status.DUPLICATE.value))
             .otherwise(pl.col(STATUS))
             .alias(STATUS),
-            pl.when(pl.col("__f").is_not_null())
-            .then(pl.format("same recipient as row {}", pl.col("__f")))
+            pl.when(pl.col(_FIRST_ROW).is_not_null())
+            .then(pl.format("same recipient as row {}", pl.col(_FIRST_ROW)))
             .otherwise(pl.col(ERROR))
             .alias(ERROR),
-        ).drop("__f")
+        ).drop(_FIRST_ROW)
 
 
 class Plan:
@@ -163,20 +166,20 @@ class Plan:
             ).to_series()
         frame = frame.with_columns(
             to_value.alias(TO),
-            to_raw.alias("__to_raw"),
-            to_error.alias("__to_error"),
-            self._call_errors(frame).alias("__call_error"),
+            to_raw.alias(_TO_RAW),
+            to_error.alias(_TO_ERROR),
+            self._call_errors(frame).alias(_CALL_ERROR),
         )
         frame = frame.with_columns(
-            pl.coalesce(ISSUE_COLUMN, "__render_error", "__to_error", "__call_error").alias(ERROR)
+            pl.coalesce(ISSUE_COLUMN, RENDER_ERROR, _TO_ERROR, _CALL_ERROR).alias(ERROR)
         )
         frame = frame.with_columns(
             pl.when(pl.col(ERROR).is_null())
             .then(pl.lit(Status.WOULD_SEND.value))
             .otherwise(pl.lit(Status.INVALID.value))
             .alias(STATUS),
-            pl.coalesce(TO, "__to_raw").alias(TO),
-        ).drop("__render_error", "__to_error", "__call_error", "__to_raw")
+            pl.coalesce(TO, _TO_RAW).alias(TO),
+        ).drop(RENDER_ERROR, _TO_ERROR, _CALL_ERROR, _TO_RAW)
         return deduper.mark(frame)
 
     def _call_errors(self, frame: pl.DataFrame) -> pl.Series:
@@ -194,9 +197,9 @@ class Plan:
                 continue
             problems = self._problems({**stand_in, **row})
             errors.append(problems[0] if problems else None)
-        checked = combos.with_columns(pl.Series("__e", errors, dtype=pl.String))
+        checked = combos.with_columns(pl.Series(_CALL_ERROR, errors, dtype=pl.String))
         joined = keys.join(checked, on=cols, how="left", nulls_equal=True, maintain_order="left")
-        return joined["__e"]
+        return joined[_CALL_ERROR]
 
     def message(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The API parameters of one prepared row (``To`` normalized)."""

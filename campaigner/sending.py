@@ -23,6 +23,7 @@ import anyio
 import polars as pl
 
 from campaigner.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
+from campaigner.columns import ERROR, STATUS, TO
 from campaigner.config import Campaign, parse_campaign
 from campaigner.crashpoints import crash_point
 from campaigner.errors import AccountError, ConfigError, InterruptedRunError, JournalError
@@ -33,7 +34,7 @@ from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
 from campaigner.preview import open_campaign_input, resolve_input
 from campaigner.readers import ROW_COLUMN, InputTable
 from campaigner.report import ReportWriter, write_json_atomic
-from campaigner.rows import STATUS, TO, Deduper, Plan
+from campaigner.rows import Deduper, Plan
 from campaigner.runs import ReportLayout, Tally, new_run_dir
 from campaigner.signing import Credentials
 
@@ -293,9 +294,7 @@ async def _feed(
             return
         records = [
             (row, PENDING if status == Status.WOULD_SEND.value else status, to, err)
-            for row, status, to, err in prepared.select(
-                ROW_COLUMN, STATUS, TO, "__error"
-            ).iter_rows()
+            for row, status, to, err in prepared.select(ROW_COLUMN, STATUS, TO, ERROR).iter_rows()
         ]
         states: dict[int, str] = {}
 

@@ -78,8 +78,36 @@ def test_second_process_on_a_run_is_refused(tmp_path: Path) -> None:
 
 def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "journal.sqlite").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(JournalError, match="unusable"):
+    with pytest.raises(JournalError, match="is damaged"):
         Journal.in_run(tmp_path)
+
+
+def damage_pages(path: Path) -> None:
+    """Overwrite every third page after the first few, as a bad disk or a stray write would."""
+    data = bytearray(path.read_bytes())
+    for page in range(4, len(data) // 4096, 3):
+        data[page * 4096 : (page + 1) * 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_pages_are_found_on_opening_and_said_honestly(tmp_path: Path) -> None:
+    journal = Journal.in_run(tmp_path)
+    journal.set_meta({"name": "c"})
+    journal.add_rows((r, "pending", f"86139{r:08d}", None) for r in range(2, 5002))
+    journal.close()
+    damage_pages(tmp_path / "journal.sqlite")
+    with pytest.raises(JournalError) as caught:
+        Journal.in_run(tmp_path)  # before: opened fine, failed later mid-run
+    message = str(caught.value)
+    assert "is damaged" in message and "may have been sent" in message
+    assert "nothing was lost" not in message and "\n" not in message
+    Journal.in_run(tmp_path, check=False).close()  # a quick look (earlier-run scan) still opens
+
+
+def test_a_journal_that_cannot_be_created_is_not_called_damaged(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="cannot be opened") as caught:
+        Journal.in_run(tmp_path / "missing-folder")
+    assert "damaged" not in str(caught.value)
 
 
 def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
