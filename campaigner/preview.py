@@ -9,12 +9,13 @@ from typing import Any
 
 import polars as pl
 
+from campaigner.columns import STATUS, TO
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
 from campaigner.outcomes import Status
 from campaigner.readers import InputTable, open_input
 from campaigner.report import ReportWriter, write_json_atomic
-from campaigner.rows import STATUS, TO, Deduper, Plan, mask_recipient
+from campaigner.rows import Deduper, Plan, mask_recipient
 from campaigner.runs import ReportLayout, Tally, new_run_dir
 
 __all__ = ("PreviewResult", "open_campaign_input", "resolve_input", "run_preview")

@@ -14,7 +14,8 @@ Choices (documented for the rest of campaigner):
   whitespace. An empty header cell names its column ``column_<letter>`` (Excel
   letter of its position) unless the whole column is empty, then the column is
   dropped. Duplicates keep the first name and rename later ones ``name_2``,
-  ``name_3`` (the reserved ``__row`` / ``__issue`` count as taken).
+  ``name_3``. Being stripped, no name starts with whitespace, which keeps every
+  name free of collisions with the internal columns (``campaigner.columns``).
 * Blank rows (every cell empty or whitespace) are not yielded, but they keep
   their number: a blank CSV line counts as a row, as Excel shows it. A quoted
   multi-line CSV record is one row.
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
+from campaigner import columns
 from campaigner.errors import EmptyInputError, UnreadableInputError
 
 if TYPE_CHECKING:
@@ -64,8 +66,8 @@ if TYPE_CHECKING:
 
 __all__ = ("ISSUE_COLUMN", "ROW_COLUMN", "InputTable", "column_letter", "open_input")
 
-ROW_COLUMN = "__row"
-ISSUE_COLUMN = "__issue"
+ROW_COLUMN = columns.ROW
+ISSUE_COLUMN = columns.ISSUE
 
 _MiB = 1 << 20
 

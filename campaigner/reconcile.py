@@ -20,9 +20,10 @@ import anyio
 import polars as pl
 
 from campaigner.client import CamsClient
+from campaigner.columns import STATUS
 from campaigner.journal import PENDING, Journal, Outcome
 from campaigner.readers import ROW_COLUMN, InputTable
-from campaigner.rows import STATUS, Deduper, Plan
+from campaigner.rows import Deduper, Plan
 
 __all__ = ("ReconcileResult", "reconcile_rows")
 

@@ -32,6 +32,7 @@ import polars as pl
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from campaigner.columns import RENDER_ERROR, internal
 from campaigner.config import closest
 from campaigner.errors import ConfigError, MissingColumnsError
 
@@ -48,6 +49,8 @@ MAX_RENDERED_CHARS = 4096  # bounded output per parameter
 _RENDER_TIME_LIMIT_S = 2.0  # CPU guard for one render: the sandbox limits access, not time
 _MAX_OPERAND = 100_000  # `'a' * n` and `x ** n` beyond this are refused
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
+# Work columns next to the template variables, which are input column names.
+_KEY, _VALUE, _ERROR = internal("k"), internal("v"), internal("e")
 
 SlotKind = Literal["static", "column", "concat", "jinja"]
 Path_ = tuple[str | int, ...]
@@ -96,7 +99,7 @@ class Slot:
     @property
     def column(self) -> str:
         """Name of this slot's rendered column in a batch."""
-        return "__slot:" + self.label
+        return internal("slot:" + self.label)
 
 
 def _classify(path: Path_, source: str) -> Slot:
@@ -240,7 +243,7 @@ class MessageTemplate:
     def render(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Render every dynamic slot for a batch.
 
-        Returns one String column per dynamic slot (``slot.column``) and ``__render_error``:
+        Returns one String column per dynamic slot (``slot.column``) and ``RENDER_ERROR``:
         null, or the first problem of the row in slot order.
         """
         ctx = self.context_frame(frame)
@@ -256,9 +259,9 @@ class MessageTemplate:
             else pl.DataFrame(height=frame.height)
         )
         if errors:
-            first_error = pl.DataFrame(errors).select(pl.coalesce(pl.all()).alias("__render_error"))
+            first_error = pl.DataFrame(errors).select(pl.coalesce(pl.all()).alias(RENDER_ERROR))
             return out.with_columns(first_error.to_series())
-        return out.with_columns(pl.lit(None, pl.String).alias("__render_error"))
+        return out.with_columns(pl.lit(None, pl.String).alias(RENDER_ERROR))
 
     def _render_slot(self, slot: Slot, ctx: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
         label = slot.label
@@ -286,22 +289,22 @@ class MessageTemplate:
             keys = ctx.select(slot.variables)
             combos = keys.unique(maintain_order=True)
         else:
-            keys = ctx.select(pl.lit(0).alias("__k"))
+            keys = ctx.select(pl.lit(0).alias(_KEY))
             combos = keys.head(1)
         values: list[str | None] = []
         errs: list[str | None] = []
         for combo in combos.iter_rows(named=True):
-            context = {k: v for k, v in combo.items() if v is not None and k != "__k"}
+            context = {k: v for k, v in combo.items() if v is not None and k != _KEY}
             text, problem = _render_one(slot.template, context, label)
             values.append(text)
             errs.append(problem)
         rendered = combos.with_columns(
-            pl.Series("__v", values, dtype=pl.String), pl.Series("__e", errs, dtype=pl.String)
+            pl.Series(_VALUE, values, dtype=pl.String), pl.Series(_ERROR, errs, dtype=pl.String)
         )
         joined = keys.join(
             rendered, on=list(keys.columns), how="left", nulls_equal=True, maintain_order="left"
         )
-        return joined["__v"], joined["__e"]
+        return joined[_VALUE], joined[_ERROR]
 
     def build(self, values: Mapping[str, str | None]) -> dict[str, Any]:
         """The message for one row: the skeleton with every slot's text in place.

@@ -123,9 +123,10 @@ def neutralize(frame: pl.DataFrame) -> pl.DataFrame:
     be formulas. Note that ``+8613…`` and ``-…`` are prefixed too.
     """
     exprs = []
-    for name, dtype in frame.schema.items():
+    for index, (name, dtype) in enumerate(frame.schema.items()):
         if isinstance(dtype, _TEXT_TYPES):
-            text = pl.col(name).cast(pl.String)
+            # By position: pl.col reads a name such as "^.*$" as a pattern.
+            text = pl.nth(index).cast(pl.String)
             exprs.append(
                 pl.when(_is_risky(text)).then(pl.lit("'") + text).otherwise(text).alias(name)
             )
@@ -260,8 +261,8 @@ def _sheet_rows(frame: pl.DataFrame, first_row: int, *, header: bool = False) ->
     number = pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).cast(pl.String)
     style, risky_style = (_STYLE_HEADER, _STYLE_HEADER_RISKY) if header else (0, _STYLE_RISKY)
     cells = []
-    for index, (name, dtype) in enumerate(frame.schema.items()):
-        value = pl.col(name)
+    for index, dtype in enumerate(frame.schema.dtypes()):
+        value = pl.nth(index)
         ref = pl.concat_str([pl.lit(f'<c r="{column_letter(index)}'), number])
         if dtype.is_integer():
             digits = value.cast(pl.String)

@@ -11,13 +11,16 @@ from typing import Any
 
 import polars as pl
 
+from campaigner.columns import ERROR, ROW, STATUS, TO, by_name, internal
 from campaigner.outcomes import RESULT_COLUMNS, Status
-from campaigner.readers import ROW_COLUMN
-from campaigner.rows import ERROR, STATUS, TO
 
 __all__ = ("ReportLayout", "Tally", "new_run_dir")
 
 _MAX_EXAMPLE_ROWS = 5
+# Result columns while a report batch is assembled, and send outcomes while joined to it:
+# internal names, so that input columns of any name sit next to them untouched.
+_RESULT = {c: ROW if c == "row" else internal("result:" + c) for c in RESULT_COLUMNS}
+_OUTCOME = {c: internal("outcome:" + c) for c in RESULT_COLUMNS}
 
 
 def new_run_dir(out: Path, name: str, now: datetime | None = None) -> Path:
@@ -65,35 +68,31 @@ class ReportLayout:
     def frame(self, prepared: pl.DataFrame, outcomes: pl.DataFrame | None = None) -> pl.DataFrame:
         """Report rows for a prepared batch, joined with send outcomes when given.
 
-        ``outcomes`` has ROW_COLUMN plus any of status, MessageId, Code, Message, RequestId,
-        attempts, error; its non-null values win over the preparation's.
+        ``outcomes`` has the internal ROW column plus any of status, MessageId, Code,
+        Message, RequestId, attempts, error; its non-null values win over the preparation's.
         """
         base = prepared.select(
-            *self.input_columns,
-            ROW_COLUMN,
-            pl.col(STATUS).alias("status"),
-            pl.col(TO).alias("To"),
-            pl.lit(None, pl.String).alias("MessageId"),
-            pl.lit(None, pl.String).alias("Code"),
-            pl.lit(None, pl.String).alias("Message"),
-            pl.lit(None, pl.String).alias("RequestId"),
-            pl.lit(0, pl.Int64).alias("attempts"),
-            pl.col(ERROR).alias("error"),
+            by_name(self.input_columns),
+            ROW,
+            pl.col(STATUS).alias(_RESULT["status"]),
+            pl.col(TO).alias(_RESULT["To"]),
+            pl.lit(None, pl.String).alias(_RESULT["MessageId"]),
+            pl.lit(None, pl.String).alias(_RESULT["Code"]),
+            pl.lit(None, pl.String).alias(_RESULT["Message"]),
+            pl.lit(None, pl.String).alias(_RESULT["RequestId"]),
+            pl.lit(0, pl.Int64).alias(_RESULT["attempts"]),
+            pl.col(ERROR).alias(_RESULT["error"]),
         )
         if outcomes is not None and not outcomes.is_empty():
-            joined = base.join(
-                outcomes, on=ROW_COLUMN, how="left", suffix="__o", maintain_order="left"
-            )
-            updates = [c for c in outcomes.columns if c != ROW_COLUMN]
-            base = joined.with_columns(pl.coalesce(f"{c}__o", c).alias(c) for c in updates).drop(
-                f"{c}__o" for c in updates
-            )
+            updates = [c for c in outcomes.columns if c != ROW]
+            theirs = outcomes.rename({c: _OUTCOME[c] for c in updates})
+            joined = base.join(theirs, on=ROW, how="left", maintain_order="left")
+            base = joined.with_columns(
+                pl.coalesce(_OUTCOME[c], _RESULT[c]).alias(_RESULT[c]) for c in updates
+            ).drop(_OUTCOME[c] for c in updates)
         return base.select(
-            *self.input_columns,
-            *(
-                pl.col(c if c != "row" else ROW_COLUMN).alias(self.result_names[c])
-                for c in RESULT_COLUMNS
-            ),
+            by_name(self.input_columns),
+            *(pl.col(_RESULT[c]).alias(self.result_names[c]) for c in RESULT_COLUMNS),
         )
 
 

@@ -200,10 +200,10 @@ STRUCTURE_CASES: list[tuple[str, str, tuple[str, ...], list[tuple[object, ...]]]
         [("1", "2", "3", "4", 2, None)],
     ),
     (
-        "reserved header names",
-        "__row,__issue,a\n1,2,3\n",
-        ("__row_2", "__issue_2", "a"),
-        [("1", "2", "3", 2, None)],
+        "names like internal ones are kept: internal names start with a space",
+        "__row,__issue, row,a\n1,2,3,4\n",
+        ("__row", "__issue", "row", "a"),
+        [("1", "2", "3", "4", 2, None)],
     ),
     (
         "empty header with data is named by letter, empty column dropped",

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from campaigner.columns import RENDER_ERROR
 from campaigner.errors import ConfigError, MissingColumnsError
 from campaigner.rendering import compile_message
 
@@ -18,7 +19,7 @@ def render(template: str, rows: list[dict[str, str | None]]) -> list[tuple[str |
     slot = message.slot("To")
     assert slot is not None
     values = out[slot.column].to_list() if slot.kind != "static" else [slot.parts[0][1]] * len(rows)
-    return list(zip(values, out["__render_error"].to_list(), strict=True))
+    return list(zip(values, out[RENDER_ERROR].to_list(), strict=True))
 
 
 @pytest.mark.parametrize(

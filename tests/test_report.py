@@ -7,6 +7,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -581,3 +583,97 @@ def test_random_text_round_trips(rows: list[tuple[str | None, str | None]], batc
             assert got[col].to_list() + padding == [xlsx_expected(v) for v in frame[col]]
         book = openpyxl.load_workbook(run_dir / "report.xlsx")
         assert not any(c.data_type == "f" for ws in book for row in ws.iter_rows() for c in row)
+
+
+# -- input columns of any name -----------------------------------------------------------
+
+RESULT_NAMES = ["row", "status", "To", "MessageId", "Code", "Message", "RequestId", "attempts"]
+# Every result column, names this code base has used internally, and names polars or a join
+# would read specially. Input columns carry them unchanged; result columns move aside.
+ANY_NAMES = [
+    "phone", *RESULT_NAMES, "error",
+    "__row", "__issue", "__status", "__to", "__error", "__render_error", "__to_raw",
+    "__to_error", "__call_error", "__f", "__key", "__first", "__first_here", "__slot:To",
+    "__k", "__v", "__e", "__state", "__jerror", "status__o", "__o", "e0", "f", "x",
+    "status (result)", "^.*$", "count",
+]  # fmt: skip
+COLLIDING_CAMPAIGN = """\
+name = "collide"
+input = "list.csv"
+[send]
+default_region = "CN"
+[message]
+ChannelType = "whatsapp"
+Type = "template"
+From = "8613800000000"
+To = "{{ phone }}"
+TemplateCode = "744c4b5c79c9432497a075bdfca3****"
+Language = "en"
+[message.TemplateParams]
+plain = "{{ status }}"
+jinja = "{{ __v | upper }}{{ __render_error }}"
+"""
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "campaigner", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", ["preview", "send"])
+def test_input_columns_of_any_name_are_kept_and_results_move_aside(
+    tmp_path: Path, command: str
+) -> None:
+    header = ANY_NAMES
+    rows = [
+        ["8613812345678", *(f"a{i} =x" for i in range(1, len(header)))],
+        ["0086 138 1234 5678", *(f"b{i}" for i in range(1, len(header)))],
+        ["not a phone", *(f"c{i}" for i in range(1, len(header)))],
+    ]
+    with (tmp_path / "list.csv").open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    (tmp_path / "campaign.toml").write_text(COLLIDING_CAMPAIGN)
+    out = tmp_path / "out"
+    extra = ["--sandbox", "--yes"] if command == "send" else []
+    result = run_cli(command, str(tmp_path / "campaign.toml"), "--out", str(out), "--format",
+                     "xlsx", *extra)  # fmt: skip
+    assert result.returncode == 3, result.stderr  # some rows are not sent, on purpose
+    assert "internal error" not in result.stderr
+    if command == "preview":  # the templates read the input's columns, not ours
+        assert '\\"plain\\":\\"a2 =x\\"' in result.stdout
+        v, render_error = header.index("__v"), header.index("__render_error")
+        assert f'\\"jinja\\":\\"A{v} =Xa{render_error} =x\\"' in result.stdout
+    [run] = out.iterdir()
+
+    results = [*(f"{name} (result)" for name in RESULT_NAMES), "error (result)"]
+    results[1] = "status (result) (result)"  # the input has a "status (result)" already
+    sent = "sent" if command == "send" else "would_send"
+    with (run / "report.csv").open(encoding="utf-8-sig", newline="") as f:
+        report = list(csv.reader(f))
+    assert report[0] == [*header, *results]
+    for got, given_row in zip(report[1:], rows, strict=True):
+        assert got[: len(header)] == given_row  # byte for byte
+    assert [r[len(header) : len(header) + 3] for r in report[1:]] == [
+        ["2", sent, "8613812345678"],
+        ["3", "duplicate", "8613812345678"],
+        ["4", "invalid", "not a phone"],
+    ]
+    assert report[2][-1] == "same recipient as row 2"
+    if command == "send":
+        assert report[1][len(header) + 3] and report[1][len(header) + 4] == "OK"
+
+    sheet = [list(r) for r in openpyxl.load_workbook(run / "report.xlsx").worksheets[0].values]
+    assert sheet[0] == [*header, *results]
+    for got_cells, given_row in zip(sheet[1:], rows, strict=True):
+        assert got_cells[: len(header)] == given_row
+    assert [r[len(header) + 1] for r in sheet[1:]] == [sent, "duplicate", "invalid"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["by_status"] == {sent: 1, "duplicate": 1, "invalid": 1}
