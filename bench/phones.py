@@ -145,7 +145,7 @@ def main() -> None:
         mismatches = 0
         for index in sample:
             expected = phones.normalize_phone(values[index], args.region)
-            got = frame.row(index)
+            got = frame.row(index)[:2]  # e164, phone_error
             if isinstance(expected, str):
                 mismatches += got != (expected, None)
             else:

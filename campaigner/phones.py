@@ -9,7 +9,8 @@ Rules, in order (each failure is a ``PhoneIssue`` with a reason a marketer can a
    zero-width/bidi characters and BOM removed, whitespace and NBSP trimmed, Excel's ``'...``
    and ``="..."`` unwrapped, a leading ``tel:`` dropped.
 2. Whitelist: digits, spaces, ``- . ( ) /`` and one leading ``+``. Letters, scientific notation
-   (``8.61381E+12``: digits lost in Excel) and several numbers in one cell are rejected.
+   (``8.61381E+12``: digits lost in Excel), several numbers in one cell, a leading minus sign
+   (never silently dropped) and dates or times (``2024-03-01``, ``01/03/2024``) are rejected.
 3. Country:
    - ``+`` first: the country code follows.
    - ``00`` first: dialled from the default region if one is set (it knows e.g. US 011); if
@@ -18,7 +19,8 @@ Rules, in order (each failure is a ``PhoneIssue`` with a reason a marketer can a
      default region they are also read as a national number without trunk 0 (US
      ``4155550123``, CN mobile ``13812345678``): if only one reading is valid it wins; if both
      are valid and differ (US ``4755551234`` is also Norwegian) the row is rejected as
-     ambiguous rather than risk messaging a stranger.
+     ambiguous rather than risk messaging a stranger, unless the campaign chooses a reading
+     (``ambiguous = "region"`` or ``"country_code"``).
    - a single leading 0 (trunk prefix): only with a default region.
 4. The number must be valid (an allocated range; valid implies possible).
 5. Output: E.164 digits without ``+``.
@@ -45,11 +47,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
-__all__ = ("PhoneIssue", "normalize_phone", "normalize_phones")
+__all__ = ("AMBIGUITY_CHOICES", "Ambiguity", "PhoneIssue", "normalize_phone", "normalize_phones")
+
+Ambiguity = Literal["reject", "region", "country_code"]
+AMBIGUITY_CHOICES: tuple[Ambiguity, ...] = ("reject", "region", "country_code")
 
 
 def _import_parser() -> Any:
@@ -84,6 +89,9 @@ _LETTERS = "contains letters: keep only the number (digits, spaces, - . ( ) and 
 _MORE_THAN_ONE = "more than one number: put one number per row"
 _PLUS_INSIDE = "the + sign must come first, right before the country code"
 _NO_DIGITS = "no digits"
+_MINUS = "starts with '-': remove the minus sign (a phone number is not a negative number)"
+_DATE = "looks like a date, not a phone number"
+_TIME = "looks like a time, not a phone number"
 _NATIONAL = "national number: add the country code or set default_region"
 _AMBIGUOUS_HINT = "write it with + and the country code"
 
@@ -132,10 +140,35 @@ _SEPARATORS = re.compile(r"[\s\-.()/]")
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 _NOT_ALLOWED = re.compile(r"[^0-9\s\-.()/+]")
 _MIN_DIGITS_PER_NUMBER = 7  # a '/' between two runs this long separates two numbers
+# Dates and times as spreadsheets and our XLSX reader write them: 2024-03-01, 01/03/2024,
+# 3/1/24, 2024-03-01T00:00:00, 10:30. Their digits would otherwise be judged as a number.
+_CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?"
+_DATE_RE = re.compile(
+    r"(?:(?P<y>\d{4})(?P<s1>[-/.])(?P<m>\d{1,2})(?P=s1)(?P<d>\d{1,2})"
+    r"|(?P<a>\d{1,2})(?P<s2>[-/.])(?P<b>\d{1,2})(?P=s2)(?P<yy>\d{4}|\d{2}))"
+    rf"(?:[ T]{_CLOCK})?(?:Z|[+-]\d{{2}}:?\d{{2}})?"
+)
+_TIME_RE = re.compile(_CLOCK)
 
 
 def _describe(ch: str) -> str:
     return f"'{ch}'" if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}"
+
+
+def _looks_like_date(text: str) -> bool:
+    match = _DATE_RE.fullmatch(text)
+    if match is None:
+        return False
+    if match["y"] is not None:
+        return (
+            1900 <= int(match["y"]) <= 2099
+            and 1 <= int(match["m"]) <= 12
+            and 1 <= int(match["d"]) <= 31
+        )
+    first, second = int(match["a"]), int(match["b"])
+    if len(match["yy"]) == 4 and not 1900 <= int(match["yy"]) <= 2099:
+        return False
+    return 1 <= first <= 31 and 1 <= second <= 31 and min(first, second) <= 12
 
 
 def _clean(raw: str) -> str | PhoneIssue:
@@ -153,6 +186,12 @@ def _clean(raw: str) -> str | PhoneIssue:
         text = text[4:].strip()
     if not text:
         return PhoneIssue(_NO_NUMBER)
+    if _looks_like_date(text):
+        return PhoneIssue(_DATE)
+    if _TIME_RE.fullmatch(text):
+        return PhoneIssue(_TIME)
+    if text.startswith("-") and any(ch.isdigit() for ch in text):
+        return PhoneIssue(_MINUS)  # a negative number cell, or a stray sign: never dropped
     if _SCIENTIFIC_RE.fullmatch(text):
         return PhoneIssue(_SCIENTIFIC)
     as_float = _FLOAT_RE.fullmatch(text)
@@ -256,8 +295,24 @@ def _either(
     return PhoneIssue(why.format(first.reason, second.reason))
 
 
+@dataclass(frozen=True, slots=True)
+class _Ambiguous:
+    """Digits valid both as a national number of the default region and with a country code."""
+
+    region: str  # E.164 of the national reading
+    country_code: str  # E.164 of the +digits reading
+    issue: PhoneIssue  # the rejection, when the campaign does not choose
+
+    def choose(self, ambiguous: Ambiguity) -> str | PhoneIssue:
+        if ambiguous == "region":
+            return self.region
+        if ambiguous == "country_code":
+            return self.country_code
+        return self.issue
+
+
 @lru_cache(maxsize=1 << 16)
-def _resolve(core: str, region: str | None) -> str | PhoneIssue:
+def _resolve(core: str, region: str | None) -> str | PhoneIssue | _Ambiguous:
     """§5.4 steps 4-6 for a cleaned number; cached because lists repeat numbers."""
     if core.startswith("+"):
         return _result(_read(core, None))
@@ -281,10 +336,14 @@ def _resolve(core: str, region: str | None) -> str | PhoneIssue:
         and isinstance(national_reading, _Reading)
         and international_reading.e164 != national_reading.e164
     ):
-        return PhoneIssue(
-            f"ambiguous: valid both as a +{international_reading.country_code} "
-            f"({international_reading.label}) number and as a {region} national number; "
-            f"{_AMBIGUOUS_HINT}"
+        return _Ambiguous(
+            region=national_reading.e164,
+            country_code=international_reading.e164,
+            issue=PhoneIssue(
+                f"ambiguous: valid both as a +{international_reading.country_code} "
+                f"({international_reading.label}) number and as a {region} national number; "
+                f"{_AMBIGUOUS_HINT}"
+            ),
         )
     return _either(
         international_reading,
@@ -297,38 +356,60 @@ def _result(reading: _Reading | PhoneIssue) -> str | PhoneIssue:
     return reading.e164 if isinstance(reading, _Reading) else reading
 
 
-def normalize_phone(raw: str, default_region: str | None) -> str | PhoneIssue:
+def normalize_phone(
+    raw: str, default_region: str | None, ambiguous: Ambiguity = "reject"
+) -> str | PhoneIssue:
     """E.164 digits without '+' (``"447911123456"``), or the reason the cell is unusable.
 
     ``default_region`` (ISO 3166, e.g. ``"GB"``) is used for numbers written without a
     country code; an unknown region raises ``ValueError`` because it is a campaign setting.
+    ``ambiguous`` says what digits valid both ways (CN ``15012345678`` is also a +1 number)
+    become: rejected, the ``region``'s national number, or read with a ``country_code``.
     """
-    return _normalize(raw, _check_region(default_region))
+    _check_ambiguity(ambiguous)
+    answer = _normalize(raw, _check_region(default_region))
+    return answer.choose(ambiguous) if isinstance(answer, _Ambiguous) else answer
+
+
+def _check_ambiguity(ambiguous: str) -> None:
+    if ambiguous not in AMBIGUITY_CHOICES:
+        raise ValueError(
+            f"unknown ambiguous choice {ambiguous!r}: use one of {', '.join(AMBIGUITY_CHOICES)}"
+        )
 
 
 @lru_cache(maxsize=1 << 14)
-def _normalize(raw: str, region: str | None) -> str | PhoneIssue:
+def _normalize(raw: str, region: str | None) -> str | PhoneIssue | _Ambiguous:
     core = _clean(raw) if raw else PhoneIssue(_NO_NUMBER)
     return core if isinstance(core, PhoneIssue) else _resolve(core, region)
 
 
 # --- vectorized path -----------------------------------------------------------------------
 
-# Cells cleaned by polars; the rest go through _clean. A '+' may only precede the digits, and
-# "123.0" (a float cell written as text) needs _clean's digits-lost check.
+# Cells cleaned by polars; the rest go through _clean. A '+' may only precede the digits;
+# "123.0" (a float cell written as text) needs _clean's digits-lost check, a leading '-' and
+# anything shaped like a date its own reason (_clean decides exactly).
 _FAST_LANE = r"^[ (]*\+?[0-9 ().\-]*[0-9][0-9 ().\-]*$"
-_FAST_FLOAT = r"^ *[0-9]+\.0 *$"
+_FAST_ASIDE = (
+    r"^ *[0-9]+\.0 *$|^[ (]*-"
+    r"|^ *[0-9]{4}[-.][0-9]{1,2}[-.][0-9]{1,2} *$|^ *[0-9]{1,2}[-.][0-9]{1,2}[-.][0-9]{2,4} *$"
+)
 _FAST_SEPARATORS = r"[ ().\-]"
 
 
-def normalize_phones(values: pl.Series, default_region: str | None) -> pl.DataFrame:
-    """``normalize_phone`` for a column: a frame of ``e164`` and ``phone_error`` (one is null).
+def normalize_phones(
+    values: pl.Series, default_region: str | None, ambiguous: Ambiguity = "reject"
+) -> pl.DataFrame:
+    """``normalize_phone`` for a column: a frame of ``e164`` and ``phone_error`` (one is null),
+    and, for ambiguous numbers only, both readings: ``region_reading`` (national number of
+    the default region) and ``country_code_reading``, whatever ``ambiguous`` chose.
 
     Same length and order as ``values``; never raises on cell contents.
     """
+    _check_ambiguity(ambiguous)
     region = _check_region(default_region)
     raw = values if values.dtype == pl.String else values.cast(pl.String, strict=False)
-    fast = pl.col("raw").str.contains(_FAST_LANE) & ~pl.col("raw").str.contains(_FAST_FLOAT)
+    fast = pl.col("raw").str.contains(_FAST_LANE) & ~pl.col("raw").str.contains(_FAST_ASIDE)
     work = (
         pl.DataFrame({"raw": raw}, schema={"raw": pl.String})
         .with_row_index("i")
@@ -336,7 +417,12 @@ def normalize_phones(values: pl.Series, default_region: str | None) -> pl.DataFr
     )
     tables = _tables()
     if tables is None or (region is not None and region not in tables.regions):
-        work = work.with_columns(e164=pl.lit(None, pl.String), error=pl.lit(None, pl.String))
+        work = work.with_columns(
+            e164=pl.lit(None, pl.String),
+            error=pl.lit(None, pl.String),
+            region_reading=pl.lit(None, pl.String),
+            country_code_reading=pl.lit(None, pl.String),
+        )
     else:
         work = _read_fast_lane(work, region, tables)
     work = work.with_columns(
@@ -344,27 +430,50 @@ def normalize_phones(values: pl.Series, default_region: str | None) -> pl.DataFr
     )
     # Whatever the columns could not settle: one cached call per row.
     todo = work.filter(pl.col("e164").is_null() & pl.col("error").is_null())
-    e164 = work.get_column("e164").clone()
-    error = work.get_column("error").clone()
+    columns = {
+        "e164": work.get_column("e164").clone(),
+        "phone_error": work.get_column("error").clone(),
+        **{name: work.get_column(name).clone() for name in _READINGS},
+    }
     if todo.height:
         answers = [
             _resolve(key, region) if key is not None else _normalize(cell, region)
             for key, cell in zip(todo.get_column("key"), todo.get_column("raw"), strict=True)
         ]
+        settled = {
+            "e164": [a if isinstance(a, str) else None for a in answers],
+            "phone_error": [_reason(a) for a in answers],
+            "region_reading": [a.region if isinstance(a, _Ambiguous) else None for a in answers],
+            "country_code_reading": [
+                a.country_code if isinstance(a, _Ambiguous) else None for a in answers
+            ],
+        }
         index = todo.get_column("i")
-        e164.scatter(
-            index, pl.Series([a if isinstance(a, str) else None for a in answers], dtype=pl.String)
+        for name, values_ in settled.items():
+            columns[name].scatter(index, pl.Series(values_, dtype=pl.String))
+    result = pl.DataFrame(columns, schema=_RESULT_SCHEMA)
+    if ambiguous != "reject":
+        chosen = pl.col(f"{ambiguous}_reading")
+        result = result.with_columns(
+            e164=pl.coalesce(chosen, "e164"),
+            phone_error=pl.when(chosen.is_null()).then(pl.col("phone_error")),
         )
-        error.scatter(
-            index,
-            pl.Series(
-                [a.reason if isinstance(a, PhoneIssue) else None for a in answers], dtype=pl.String
-            ),
-        )
-    return pl.DataFrame({"e164": e164, "phone_error": error}, schema=_RESULT_SCHEMA)
+    return result.select(*_RESULT_SCHEMA)
 
 
-_RESULT_SCHEMA = {"e164": pl.String, "phone_error": pl.String}
+def _reason(answer: str | PhoneIssue | _Ambiguous) -> str | None:
+    if isinstance(answer, _Ambiguous):
+        return answer.issue.reason
+    return answer.reason if isinstance(answer, PhoneIssue) else None
+
+
+_READINGS = ("region_reading", "country_code_reading")
+_RESULT_SCHEMA = {
+    "e164": pl.String,
+    "phone_error": pl.String,
+    "region_reading": pl.String,
+    "country_code_reading": pl.String,
+}
 
 # Reading states: 0 invalid, 1 valid, 2 still to validate, null unknown (left to _resolve).
 _INVALID, _VALID, _CHECK = 0, 1, 2
@@ -440,8 +549,9 @@ def _read_fast_lane(work: pl.DataFrame, region: str | None, tables: _Tables) -> 
         pl.lit("; with 00 read as +, "),
         a_reason,
     )
+    is_ambiguous = a_first & a_ok & has_b & b_ok & ~same
     rejected = (
-        pl.when(a_first & a_ok & has_b & b_ok & ~same)
+        pl.when(is_ambiguous)
         .then(ambiguous)
         .when(a_first & has_b & a_bad & b_bad)
         .then(neither)
@@ -464,6 +574,8 @@ def _read_fast_lane(work: pl.DataFrame, region: str | None, tables: _Tables) -> 
         .then(pl.col("b_e164"))
         .when(~a_first & (~has_b | b_bad) & a_ok)
         .then(pl.col("a_e164")),
+        region_reading=pl.when(is_ambiguous).then(pl.col("b_e164")),
+        country_code_reading=pl.when(is_ambiguous).then(pl.col("a_e164")),
     )
 
 

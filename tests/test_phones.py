@@ -22,6 +22,13 @@ SCIENTIFIC = (
 )
 NATIONAL = "national number: add the country code or set default_region"
 NO_NUMBER = "no phone number"
+MINUS = "starts with '-': remove the minus sign (a phone number is not a negative number)"
+DATE = "looks like a date, not a phone number"
+TIME = "looks like a time, not a phone number"
+AMBIGUOUS_CN = (
+    "ambiguous: valid both as a +1 (US) number and as a CN national "
+    "number; write it with + and the country code"
+)
 
 # (cell, default_region, E.164 digits or the exact reason)
 CASES = [
@@ -135,6 +142,30 @@ CASES = [
     ("+800 1234 5678", None, "80012345678"),  # non-geographic
     ("+54 9 11 2345 6789", None, "5491123456789"),  # national prefix with transform rule
     ("0", "GB", "not a phone number"),
+    # a sign is never dropped: the cell may be a negative number or a formula gone wrong
+    ("-8613800000011", None, MINUS),
+    ("-8613800000011", "CN", MINUS),
+    (" -44 7911 123456", "GB", MINUS),
+    ("\u2212447911123456", None, MINUS),  # Unicode minus sign
+    ("-", None, "no digits"),  # a placeholder dash is just empty
+    # dates and times: their digits are no phone number, whatever they happen to parse as
+    ("2024-03-01", "EG", DATE),
+    ("2024-03-01", None, DATE),
+    ("2024/3/1", "CN", DATE),
+    ("01/03/2024", "GB", DATE),
+    ("1.3.2024", "DE", DATE),
+    ("01-03-2024", "US", DATE),
+    ("3/1/24", "US", DATE),
+    ("2024-03-01T00:00:00", "EG", DATE),
+    ("2024-03-01 10:30:00", None, DATE),
+    ("3/1/2024 10:30 AM", "US", DATE),
+    ("10:30:00", "GB", TIME),
+    (
+        "2024-13-45",
+        "EG",
+        "not a usable number: with a country code, too short for EG: the area "
+        "code may be missing; as a EG number, not a valid EG number",
+    ),  # no such date
 ]
 
 
@@ -155,8 +186,19 @@ def test_column_matches_cells_for_every_case(region: str | None) -> None:
 
 def test_column_shape_and_types() -> None:
     frame = normalize_phones(pl.Series(["+447911123456", None, "x"]), None)
-    assert frame.schema == pl.Schema({"e164": pl.String, "phone_error": pl.String})
-    assert frame.rows() == [("447911123456", None), (None, NO_NUMBER), (None, LETTERS)]
+    assert frame.schema == pl.Schema(
+        {
+            "e164": pl.String,
+            "phone_error": pl.String,
+            "region_reading": pl.String,
+            "country_code_reading": pl.String,
+        }
+    )
+    assert frame.rows() == [
+        ("447911123456", None, None, None),
+        (None, NO_NUMBER, None, None),
+        (None, LETTERS, None, None),
+    ]
     empty = normalize_phones(pl.Series([], dtype=pl.String), "GB")
     assert empty.height == 0
     assert empty.schema == frame.schema
@@ -177,7 +219,54 @@ def test_default_region() -> None:
 
 
 def test_public_names() -> None:
-    assert phones.__all__ == ("PhoneIssue", "normalize_phone", "normalize_phones")
+    assert phones.__all__ == (
+        "AMBIGUITY_CHOICES",
+        "Ambiguity",
+        "PhoneIssue",
+        "normalize_phone",
+        "normalize_phones",
+    )
+
+
+# CN mobiles written without 86 whose digits are also a valid +1 number (150, 170, 180 are
+# NANP area codes), next to numbers that are not ambiguous.
+AMBIGUOUS_CELLS = ["15012345678", "17012345678", "18012345678", "13812345678", "+1 501 234 5678"]
+
+
+@pytest.mark.parametrize(
+    ("ambiguous", "expected"),
+    [
+        ("reject", [AMBIGUOUS_CN] * 3 + ["8613812345678", "15012345678"]),
+        (
+            "region",
+            ["8615012345678", "8617012345678", "8618012345678", "8613812345678", "15012345678"],
+        ),
+        (
+            "country_code",
+            ["15012345678", "17012345678", "18012345678", "8613812345678", "15012345678"],
+        ),
+    ],
+)
+def test_ambiguous_choice(ambiguous: phones.Ambiguity, expected: list[str]) -> None:
+    got = [normalize_phone(cell, "CN", ambiguous) for cell in AMBIGUOUS_CELLS]
+    assert [g if isinstance(g, str) else g.reason for g in got] == expected
+    frame = normalize_phones(pl.Series(AMBIGUOUS_CELLS), "CN", ambiguous)
+    assert [e or r for e, r in frame.select("e164", "phone_error").rows()] == expected
+    # Both readings are reported whatever the choice, for ambiguous numbers only.
+    assert frame.select("region_reading", "country_code_reading").rows() == [
+        ("8615012345678", "15012345678"),
+        ("8617012345678", "17012345678"),
+        ("8618012345678", "18012345678"),
+        (None, None),
+        (None, None),
+    ]
+
+
+def test_unknown_ambiguous_choice_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown ambiguous choice"):
+        normalize_phone("15012345678", "CN", "guess")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown ambiguous choice"):
+        normalize_phones(pl.Series(["1"]), "CN", "guess")  # type: ignore[arg-type]
 
 
 # --- column == cell on realistic lists -------------------------------------------------------
@@ -224,20 +313,37 @@ def generated(count: int, seed: int) -> list[str]:
     return cells
 
 
-def assert_column_matches_cells(cells: list[str | None], region: str | None) -> None:
-    frame = normalize_phones(pl.Series(cells, dtype=pl.String), region)
+def assert_column_matches_cells(
+    cells: list[str | None], region: str | None, ambiguous: phones.Ambiguity = "reject"
+) -> None:
+    frame = normalize_phones(pl.Series(cells, dtype=pl.String), region, ambiguous)
     assert frame.height == len(cells)
     for cell, row in zip(cells, frame.iter_rows(), strict=True):
-        expected = normalize_phone(cell, region) if cell is not None else PhoneIssue(NO_NUMBER)
+        if cell is None:
+            assert row == (None, NO_NUMBER, None, None)
+            continue
+        expected = normalize_phone(cell, region, ambiguous)
         if isinstance(expected, str):
-            assert row == (expected, None), cell
+            assert row[:2] == (expected, None), cell
         else:
-            assert row == (None, expected.reason), cell
+            assert row[:2] == (None, expected.reason), cell
+        # Only an ambiguous number reads differently under the two choices.
+        readings = tuple(normalize_phone(cell, region, c) for c in ("region", "country_code"))
+        assert row[2:] == (readings if readings[0] != readings[1] else (None, None)), cell
 
 
 @pytest.mark.parametrize("region", [None, *REGIONS])
 def test_column_matches_cells_on_generated_numbers(region: str | None) -> None:
     assert_column_matches_cells(generated(1500, seed=len(region or "")), region)
+
+
+@pytest.mark.parametrize("ambiguous", ["region", "country_code"])
+@pytest.mark.parametrize("region", ["CN", "US", "GB"])
+def test_column_matches_cells_for_each_ambiguous_choice(
+    region: str, ambiguous: phones.Ambiguity
+) -> None:
+    cells = generated(1500, seed=5) + AMBIGUOUS_CELLS + [cell for cell, _, _ in CASES]
+    assert_column_matches_cells(cells, region, ambiguous)
 
 
 @pytest.mark.parametrize("region", [None, "US", "AR", "GB"])
@@ -298,15 +404,34 @@ def test_rphonenumbers_agrees_with_phonenumbers() -> None:
 # --- properties ------------------------------------------------------------------------------
 
 phone_like = st.text(alphabet="0123456789 +-.()/0", max_size=20)
-cells_strategy = st.lists(st.one_of(st.text(max_size=25), phone_like, st.none()), max_size=30)
+# Shapes near the date and minus rules: signs, 4-2-2 and 2-2-4 digit groups, times.
+date_like = st.builds(
+    "{}{}{}{}{}{}{}".format,
+    st.sampled_from(["", " ", "-", "+", "("]),
+    st.integers(0, 2100).map(str),
+    st.sampled_from(["-", "/", ".", " "]),
+    st.integers(0, 40).map(str),
+    st.sampled_from(["-", "/", ".", ":"]),
+    st.integers(0, 2100).map(str),
+    st.sampled_from(["", "T10:30:00", " 10:30", " 9:05 PM", "Z", " "]),
+)
+cells_strategy = st.lists(
+    st.one_of(st.text(max_size=25), phone_like, date_like, st.none()), max_size=30
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cells=cells_strategy, region=st.sampled_from([None, "GB", "US", "DE", "CN"]))
-def test_column_never_raises_and_matches_cells(cells: list[str | None], region: str | None) -> None:
-    frame = normalize_phones(pl.Series(cells, dtype=pl.String), region)
-    assert frame.columns == ["e164", "phone_error"]
+@given(
+    cells=cells_strategy,
+    region=st.sampled_from([None, "GB", "US", "DE", "CN", "EG"]),
+    ambiguous=st.sampled_from(phones.AMBIGUITY_CHOICES),
+)
+def test_column_never_raises_and_matches_cells(
+    cells: list[str | None], region: str | None, ambiguous: phones.Ambiguity
+) -> None:
+    frame = normalize_phones(pl.Series(cells, dtype=pl.String), region, ambiguous)
+    assert frame.columns == ["e164", "phone_error", "region_reading", "country_code_reading"]
     assert frame.height == len(cells)
-    for e164, error in frame.iter_rows():
+    for e164, error, _, _ in frame.iter_rows():
         assert (e164 is None) != (error is None)
-    assert_column_matches_cells(cells, region)
+    assert_column_matches_cells(cells, region, ambiguous)
