@@ -155,8 +155,14 @@ class _AtomicFile:
         os.replace(self.temp, self.target)
 
     def discard(self) -> None:
-        self.fh.close()
-        self.temp.unlink(missing_ok=True)
+        """Remove the temporary file (it holds phone numbers) whatever happens on the way."""
+        try:
+            # A full disk fails the flush in close() again; the caller is already raising
+            # the first error, so this one is dropped.
+            with contextlib.suppress(OSError):
+                self.fh.close()
+        finally:
+            self.temp.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -432,13 +438,15 @@ class _XlsxSink:
     def abort(self) -> None:
         # Close the zip objects before deleting the file, or their finalizers would later
         # write to a closed file and print "Exception ignored" noise.
-        with contextlib.suppress(Exception):
-            if self._part is not None:
-                self._part.close()
-        self._part = None
-        with contextlib.suppress(Exception):
-            self._zip.close()
-        self.file.discard()
+        try:
+            with contextlib.suppress(Exception):
+                if self._part is not None:
+                    self._part.close()
+            self._part = None
+            with contextlib.suppress(Exception):
+                self._zip.close()
+        finally:
+            self.file.discard()
 
 
 # -- the writer ---------------------------------------------------------------------------
@@ -534,10 +542,12 @@ class ReportWriter:
         if self._state == "closed":
             return
         self._state = "aborted"
-        if self._csv is not None:
-            self._csv.abort()
-        if self._xlsx is not None:
-            self._xlsx.abort()
+        try:
+            if self._csv is not None:
+                self._csv.abort()
+        finally:
+            if self._xlsx is not None:
+                self._xlsx.abort()
 
     def __enter__(self) -> Self:
         return self

@@ -677,3 +677,54 @@ def test_input_columns_of_any_name_are_kept_and_results_move_aside(
     assert [r[len(header) + 1] for r in sheet[1:]] == [sent, "duplicate", "invalid"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["by_status"] == {sent: 1, "duplicate": 1, "invalid": 1}
+
+
+# A full disk, for real: RLIMIT_FSIZE makes the kernel fail writes past the limit (EFBIG,
+# with SIGXFSZ ignored), in a child process so the limit touches nothing else.
+FULL_DISK_SCRIPT = """
+import json, os, resource, signal, sys
+from pathlib import Path
+import polars as pl
+from campaigner.report import ReportWriter, write_json_atomic
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+base = Path(sys.argv[1])
+frame = pl.DataFrame({"phone": [f"86138{i:08d}" for i in range(2000)], "note": ["x" * 90] * 2000})
+outcomes = []
+for limit in [0, 1, 3, 100, *range(1_000, 300_000, 9_973)]:
+    folder = base / str(limit)
+    folder.mkdir()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    error = None
+    try:
+        with ReportWriter(folder, frame.columns, xlsx=True) as writer:
+            writer.write(frame.head(1000))
+            writer.write(frame.slice(1000))
+        write_json_atomic(folder / "summary.json", {"rows": frame.height, "pad": "y" * 500})
+    except OSError as exc:  # polars reports it without an errno
+        error = str(exc)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    outcomes.append([limit, error, sorted(os.listdir(folder))])
+print(json.dumps(outcomes))
+"""
+
+
+def test_a_full_disk_leaves_no_temporary_files(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    outcomes = json.loads(result.stdout)
+    done = {"report.csv", "report.xlsx", "summary.json"}
+    for limit, error, names in outcomes:
+        assert not [n for n in names if n.endswith(".tmp")], (limit, names)
+        # Either the write failed and left nothing, or all of it fitted.
+        assert (error is not None and names == []) or (error is None and set(names) == done), (
+            limit,
+            error,
+            names,
+        )
+    assert outcomes[0][1] is not None and outcomes[-1][1] is None  # both cases were seen
