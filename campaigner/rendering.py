@@ -50,7 +50,7 @@ _RENDER_TIME_LIMIT_S = 2.0  # CPU guard for one render: the sandbox limits acces
 _MAX_OPERAND = 100_000  # `'a' * n` and `x ** n` beyond this are refused
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 # Work columns next to the template variables, which are input column names.
-_KEY, _VALUE, _ERROR = internal("k"), internal("v"), internal("e")
+_VALUE, _ERROR = internal("v"), internal("e")
 
 SlotKind = Literal["static", "column", "concat", "jinja"]
 Path_ = tuple[str | int, ...]
@@ -250,7 +250,7 @@ class MessageTemplate:
         columns: list[pl.Series] = []
         errors: list[pl.Series] = []
         for slot in self.dynamic:
-            values, error = self._render_slot(slot, ctx)
+            values, error = self._render_slot(slot, ctx, frame.height)
             columns.append(values.alias(slot.column))
             errors.append(error.alias(f"e{len(errors)}"))
         out = (
@@ -263,7 +263,9 @@ class MessageTemplate:
             return out.with_columns(first_error.to_series())
         return out.with_columns(pl.lit(None, pl.String).alias(RENDER_ERROR))
 
-    def _render_slot(self, slot: Slot, ctx: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    def _render_slot(
+        self, slot: Slot, ctx: pl.DataFrame, height: int
+    ) -> tuple[pl.Series, pl.Series]:
         label = slot.label
         if slot.kind in ("column", "concat"):
             exprs = [pl.col(t) if is_col else pl.lit(t, pl.String) for is_col, t in slot.parts]
@@ -285,16 +287,20 @@ class MessageTemplate:
             ).to_series()
             return result["v"], err.alias("e")
         assert slot.template is not None
-        if slot.variables:
-            keys = ctx.select(slot.variables)
-            combos = keys.unique(maintain_order=True)
-        else:
-            keys = ctx.select(pl.lit(0).alias(_KEY))
-            combos = keys.head(1)
+        if not slot.variables:
+            # Reads no column: one render for the whole batch. (ctx may have no columns, and
+            # so no height, when no template of the message reads a column.)
+            text, problem = _render_one(slot.template, {}, label)
+            return (
+                pl.repeat(text, height, dtype=pl.String, eager=True),
+                pl.repeat(problem, height, dtype=pl.String, eager=True),
+            )
+        keys = ctx.select(slot.variables)
+        combos = keys.unique(maintain_order=True)
         values: list[str | None] = []
         errs: list[str | None] = []
         for combo in combos.iter_rows(named=True):
-            context = {k: v for k, v in combo.items() if v is not None and k != _KEY}
+            context = {k: v for k, v in combo.items() if v is not None}
             text, problem = _render_one(slot.template, context, label)
             values.append(text)
             errs.append(problem)

@@ -105,3 +105,13 @@ def test_fast_paths_agree_with_jinja(values: list[str | None]) -> None:
     slow = render("<{{ a }}|{{ b | string }}>", rows)  # a filter forces the Jinja path
     assert [v for v, _ in fast] == [v for v, _ in slow]
     assert [e is None for _, e in fast] == [e is None for _, e in slow]
+
+
+@pytest.mark.parametrize("to", ["{{ phone }}", "8613800000000"])
+def test_a_template_that_reads_no_column_renders_on_every_row(to: str) -> None:
+    message = compile_message({"To": to, "TemplateParams": {"code": "{{ 'SPRING' | lower }}"}})
+    out = message.render(pl.DataFrame({"phone": ["1", "2", "3"]}))
+    slot = message.slot("TemplateParams", "code")
+    assert slot is not None and slot.kind == "jinja"
+    assert out[slot.column].to_list() == ["spring"] * 3
+    assert out[RENDER_ERROR].to_list() == [None] * 3
