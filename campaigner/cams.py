@@ -1,18 +1,22 @@
 """The SendChatappMessage wire mapping, pure.
 
-What the official SDK puts on the wire (reference/cams-wire.md §3): every parameter in
-the query under its API name; ``TemplateParams``, ``Payload``, ``ProductAction`` and
-``FlowAction`` as compact JSON (no spaces, non-ASCII kept); integers as decimal text;
-``Content`` as the caller's JSON string. ``parse_reply`` classifies an answer once.
+What the official SDK puts on the wire: every parameter in the query under its API name;
+``TemplateParams``, ``Payload``, ``ProductAction`` and ``FlowAction`` as compact JSON (no
+spaces, non-ASCII kept, model keys in alphabetical order, every list of a model present,
+empty if unset); integers as ``str(int)``; ``Content`` as the caller's JSON string.
+``classify_reply`` classifies an answer once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from campaigner.channels import PARAMETERS
 
 __all__ = (
     "ACCOUNT_ERROR_CODES",
@@ -41,33 +45,55 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _product_action(value: Mapping[str, Any]) -> dict[str, Any]:
-    # SDK model order is alphabetical and "Sections" is always present.
-    sections = []
-    for section in value.get("Sections", []):
-        items = [{k: item[k] for k in sorted(item)} for item in section.get("ProductItems", [])]
-        entry: dict[str, Any] = {}
-        if "ProductItems" in section:
-            entry["ProductItems"] = items
-        for key in sorted(section):
-            if key != "ProductItems":
-                entry[key] = section[key]
-        sections.append(dict(sorted(entry.items())))
-    out: dict[str, Any] = {"Sections": sections}
-    for key in sorted(value):
-        if key != "Sections":
-            out[key] = value[key]
-    return dict(sorted(out.items()))
+def _model(value: Any, lists: tuple[str, ...] = ()) -> Any:
+    """A mapping as an SDK model writes it: keys sorted, each of ``lists`` present ([] if unset).
+
+    Anything else (a shape the reference does not allow) is passed through for check_call
+    to report, never raised on here.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[Any, Any] = {key: [] for key in lists}
+    out.update(value)
+    return dict(sorted(out.items(), key=lambda pair: str(pair[0])))
 
 
-def _flow_action(value: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if "FlowActionData" in value:
-        out["FlowActionData"] = value["FlowActionData"]
-    for key in sorted(value):
-        if key != "FlowActionData":
-            out[key] = value[key]
+def _each(value: Any, convert: Any) -> Any:
+    return [convert(item) for item in value] if isinstance(value, list) else value
+
+
+def _product_action(value: Any) -> Any:
+    def section(entry: Any) -> Any:
+        entry = _model(entry, ("ProductItems",))
+        if isinstance(entry, dict):
+            entry["ProductItems"] = _each(entry["ProductItems"], _model)
+        return entry
+
+    out = _model(value, ("Sections",))
+    if isinstance(out, dict):
+        out["Sections"] = _each(out["Sections"], section)
     return out
+
+
+# FlowActionData is a free map: its keys keep the caller's order, as in the SDK capture.
+_flow_action = _model
+
+# Integers as the SDK writes them (str(int)): "0300" and "+300" are 300.
+_INTEGER = re.compile(r"([+-]?)0*([0-9]+)")
+_INTEGER_PARAMS = frozenset(name for name, spec in PARAMETERS.items() if spec.kind == "integer")
+
+
+def _integer(value: Any) -> str | None:
+    """The canonical decimal text of an integer parameter; None (not sent) when empty.
+
+    A value that is not a whole number is passed through unchanged for check_call to
+    report as a row error.
+    """
+    text = value if isinstance(value, str) else str(value)
+    match = _INTEGER.fullmatch(text)
+    if match and len(match[2]) <= 18:  # longer is out of every range: keep it as written
+        return str(int(match[1] + match[2]))
+    return text if text.strip() else None
 
 
 def build_query(message: Mapping[str, Any]) -> dict[str, str]:
@@ -87,6 +113,10 @@ def build_query(message: Mapping[str, Any]) -> dict[str, str]:
             query[name] = compact_json(_flow_action(value))
         elif name == "Content":
             query[name] = value if isinstance(value, str) else compact_json(value)
+        elif name in _INTEGER_PARAMS:
+            number = _integer(value)
+            if number is not None:
+                query[name] = number
         else:
             query[name] = str(value)
     return query

@@ -23,10 +23,18 @@ Decisions where the reference is silent or loose:
 - Unknown parameter names are not reported (``PARAMETERS`` lists the known ones).
 - ``telegram`` and the WhatsApp ``carousel`` type appear in newer SDK docstrings but not in
   the reference, so they are not accepted.
+- ``RecipientType=group`` is WhatsApp only (the reference ties groups to WhatsApp ``pin``);
+  a group's ``To`` is the group ID the Groups API gives (e.g. ``Y2FwaV9ncm91cDox…``), an
+  opaque ID like Messenger's PSIDs, so it is checked as an ID: 1 to 128 visible ASCII
+  characters, no spaces.
+- Keys inside ``ProductAction`` and ``FlowAction`` must be the reference's (the SDK model
+  silently drops any other, so a misspelt key would never reach the server);
+  ``FlowActionData`` holds free keys.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -38,7 +46,11 @@ __all__ = (
     "CHANNELS",
     "CONTENT_RULES",
     "ENUMS",
+    "GROUP_CHANNELS",
+    "ID_PATTERN",
+    "MAX_ID_CHARS",
     "MESSAGE_TYPES",
+    "OBJECT_KEYS",
     "PARAMETERS",
     "PHONE_CHANNELS",
     "RANGES",
@@ -48,6 +60,9 @@ __all__ = (
     "Problem",
     "check_call",
     "check_recipient",
+    "id_rule",
+    "takes_phone_number",
+    "unknown_keys",
 )
 
 Kind = Literal["string", "integer", "object", "array", "json"]
@@ -114,6 +129,11 @@ PARAMETERS: Mapping[str, ParamSpec] = _specs(
 
 CHANNELS: tuple[str, ...] = ("whatsapp", "messenger", "instagram", "viber")
 PHONE_CHANNELS: frozenset[str] = frozenset({"whatsapp", "viber"})  # To is a phone number
+GROUP_CHANNELS: frozenset[str] = frozenset({"whatsapp"})  # RecipientType=group: To is a group ID
+MAX_ID_CHARS = 128
+# User and group IDs (PSIDs, IGSIDs, WhatsApp group IDs) are opaque ASCII tokens; allowing
+# visible ASCII only also catches no-break and zero-width spaces pasted along with them.
+ID_PATTERN = rf"[!-~]{{1,{MAX_ID_CHARS}}}"
 TYPES: tuple[str, ...] = ("template", "message")
 
 _MEDIA_AND_CHAT = (
@@ -227,6 +247,19 @@ RANGES: Mapping[str, tuple[int, int, str]] = MappingProxyType(
     {"Ttl": (30, 1_209_600, "seconds"), "FallBackDuration": (60, 43_200, "seconds")}
 )
 _MAX_SECTIONS, _MAX_PRODUCTS = 10, 30  # ProductAction limits in the reference
+# The keys of the object parameters, as the reference and the SDK model spell them. A dict
+# maps each key to the shape under it (None: any value, with free keys); a one-item list
+# is an array of that shape.
+OBJECT_KEYS: Mapping[str, Any] = MappingProxyType(
+    {
+        "ProductAction": {
+            "Sections": [{"ProductItems": [{"ProductRetailerId": None}], "Title": None}],
+            "ThumbnailProductRetailerId": None,
+        },
+        "FlowAction": {"FlowActionData": None, "FlowToken": None},
+    }
+)
+_ITEM_NAMES = {"Sections": "section", "ProductItems": "product"}
 
 # Codes the server answers (cams-wire §7); ranges, enums and plain missing values have no
 # specific code there, so they get the generic one.
@@ -267,6 +300,9 @@ def check_call(query: Mapping[str, str]) -> list[Problem]:
             problems.append(
                 Problem(_INVALID, name, f"{name} must be {choices} (got {_shown(values[name])})")
             )
+    if values.get("RecipientType") == "group" and channel and channel not in GROUP_CHANNELS:
+        message = f"RecipientType group is for WhatsApp groups only, not {channel}"
+        problems.append(Problem(_INVALID, "RecipientType", message))
     for name, spec in PARAMETERS.items():
         if spec.kind == "integer" and name in values:
             _check_integer(name, values[name], problems)
@@ -277,11 +313,12 @@ def check_call(query: Mapping[str, str]) -> list[Problem]:
 def check_recipient(channel: str, to: str, recipient_type: str | None = None) -> Problem | None:
     """Whether ``To`` has the form the channel needs (phone channels: 8-15 digits).
 
-    Messenger and Instagram take page- or account-scoped user IDs, as do WhatsApp groups
-    (``recipient_type="group"``). An unknown channel is check_call's concern: None.
+    Messenger and Instagram take page- or account-scoped user IDs, and WhatsApp groups
+    (``recipient_type="group"``) group IDs: both are checked with ``ID_PATTERN``. An
+    unknown channel is check_call's concern: None.
     """
     value = _text(to)
-    if channel in PHONE_CHANNELS and recipient_type != "group":
+    if takes_phone_number(channel, recipient_type):
         if not re.fullmatch(r"[0-9]{8,15}", value):
             return Problem(
                 "InvalidParameter.PhoneNumberError",
@@ -290,9 +327,58 @@ def check_recipient(channel: str, to: str, recipient_type: str | None = None) ->
                 f"(got {_shown(value)})",
             )
         return None
-    if channel in CHANNELS and (not value or re.search(r"\s", value)):
-        return Problem(_INVALID, "To", f"To must be a {channel} recipient ID without spaces")
+    if channel in CHANNELS and not re.fullmatch(ID_PATTERN, value):
+        return Problem(_INVALID, "To", f"{id_rule(channel, recipient_type)} (got {_shown(value)})")
     return None
+
+
+def takes_phone_number(channel: str, recipient_type: str | None) -> bool:
+    """Whether ``To`` is a phone number (else a user or group ID) for this call."""
+    group = channel in GROUP_CHANNELS and recipient_type == "group"
+    return channel in PHONE_CHANNELS and not group
+
+
+def id_rule(channel: str, recipient_type: str | None) -> str:
+    """What an ID ``To`` must look like, in words (no value: it goes to reports and logs)."""
+    group = channel in GROUP_CHANNELS and recipient_type == "group"
+    what = "WhatsApp group ID" if group else f"{channel} user ID"
+    return f"To must be a {what}: 1 to {MAX_ID_CHARS} letters, digits or symbols, no spaces"
+
+
+def unknown_keys(name: str, value: object) -> list[tuple[str, str, str | None]]:
+    """Keys inside ``ProductAction``/``FlowAction`` that the reference does not define.
+
+    Each is ``(where, key, closest valid key or None)``, ``where`` in words such as
+    ``ProductAction section 2``. Shapes other than the reference's are not reported here
+    (check_call does that), so any value is safe.
+    """
+    found: list[tuple[str, str, str | None]] = []
+    if name in OBJECT_KEYS:
+        _walk_keys(OBJECT_KEYS[name], value, name, found)
+    return found
+
+
+def _walk_keys(
+    shape: Any, value: object, where: str, found: list[tuple[str, str, str | None]]
+) -> None:
+    if not isinstance(shape, dict) or not isinstance(value, Mapping):
+        return
+    for key, item in value.items():
+        if key not in shape:
+            found.append((where, str(key), _closest(str(key), tuple(shape))))
+            continue
+        inner = shape[key]
+        if isinstance(inner, list) and isinstance(item, list):
+            for number, element in enumerate(item, start=1):
+                _walk_keys(inner[0], element, f"{where} {_ITEM_NAMES[key]} {number}", found)
+        else:
+            _walk_keys(inner, item, f"{where} {key}", found)
+
+
+def _closest(name: str, candidates: tuple[str, ...]) -> str | None:
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
 
 
 # --- parts of check_call ---------------------------------------------------------------------
@@ -467,9 +553,14 @@ def _check_integer(name: str, value: str, problems: list[Problem]) -> None:
 _BAD_JSON: Any = object()
 
 
+def _not_json(constant: str) -> Any:
+    # Python writes float("nan") and infinities as NaN/Infinity, which JSON does not have.
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _json(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and huge ints
         return _BAD_JSON
 
@@ -509,9 +600,20 @@ def _payload_problem(parsed: Any) -> str | None:
     return None
 
 
+def _unknown_key_problem(name: str, parsed: Any) -> str | None:
+    for where, key, hint in unknown_keys(name, parsed):
+        return f"{where} has an unknown key {key!r}" + (
+            f" (did you mean {hint!r}?)" if hint else ""
+        )
+    return None
+
+
 def _product_action_problem(parsed: Any) -> str | None:
     if not isinstance(parsed, dict):
         return "ProductAction must be a JSON object with ThumbnailProductRetailerId and Sections"
+    unknown = _unknown_key_problem("ProductAction", parsed)
+    if unknown:
+        return unknown
     thumbnail = parsed.get("ThumbnailProductRetailerId")
     if thumbnail is not None and not isinstance(thumbnail, str):
         return "ProductAction ThumbnailProductRetailerId must be a text"
@@ -522,6 +624,8 @@ def _product_action_problem(parsed: Any) -> str | None:
         return f"ProductAction can have at most {_MAX_SECTIONS} Sections (got {len(sections)})"
     products = 0
     for section in sections:
+        if not isinstance(section.get("Title", ""), str):
+            return "ProductAction section Title must be a text"
         items = section.get("ProductItems", [])
         if not isinstance(items, list) or not all(
             isinstance(item, dict) and isinstance(item.get("ProductRetailerId"), str)
@@ -537,6 +641,9 @@ def _product_action_problem(parsed: Any) -> str | None:
 def _flow_action_problem(parsed: Any) -> str | None:
     if not isinstance(parsed, dict):
         return "FlowAction must be a JSON object with FlowToken and FlowActionData"
+    unknown = _unknown_key_problem("FlowAction", parsed)
+    if unknown:
+        return unknown
     if "FlowActionData" in parsed and not isinstance(parsed["FlowActionData"], dict):
         return "FlowAction FlowActionData must be a JSON object"
     if "FlowToken" in parsed and not isinstance(parsed["FlowToken"], str):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from campaigner.channels import PARAMETERS
+from campaigner.channels import PARAMETERS, unknown_keys
 from campaigner.errors import ConfigError
 
 __all__ = (
@@ -137,6 +137,9 @@ def parse_campaign(data: Mapping[str, Any], *, base_dir: Path | None = None) -> 
         if spec.deprecated:
             warnings.append(f"[message] {key} is deprecated by the API; see its documentation")
         _check_value(key, value)
+        for where, inner, hint in unknown_keys(key, value):  # ProductAction, FlowAction
+            suggestion = f"; did you mean '{hint}'?" if hint else ""
+            raise ConfigError(f"unknown key '{inner}' in [message] {where}{suggestion}")
     raw_input = data.get("input")
     input_path: Path | None = None
     if raw_input is not None:

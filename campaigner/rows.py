@@ -17,7 +17,7 @@ import polars as pl
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from campaigner.cams import build_query
-from campaigner.channels import check_call
+from campaigner.channels import GROUP_CHANNELS, ID_PATTERN, check_call, id_rule
 from campaigner.columns import ERROR, RENDER_ERROR, STATUS, TO, internal
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
@@ -154,16 +154,7 @@ class Plan:
             if self.to_slot.kind != "static"
             else pl.Series([self.to_slot.parts[0][1]] * frame.height, dtype=pl.String)
         )
-        if self.channel in PHONE_CHANNELS:
-            phones = normalize_phones(to_raw, self.campaign.send.default_region)
-            to_value, to_error = phones["e164"], phones["phone_error"]
-        else:
-            ids = to_raw.str.strip_chars()
-            bad = ids.is_null() | (ids == "") | ids.str.contains(r"\s")
-            to_value = pl.select(pl.when(bad).then(None).otherwise(ids)).to_series()
-            to_error = pl.select(
-                pl.when(bad).then(pl.lit(f"To must be a {self.channel} user ID without spaces"))
-            ).to_series()
+        to_value, to_error = self._recipients(frame, to_raw)
         frame = frame.with_columns(
             to_value.alias(TO),
             to_raw.alias(_TO_RAW),
@@ -181,6 +172,44 @@ class Plan:
             pl.coalesce(TO, _TO_RAW).alias(TO),
         ).drop(RENDER_ERROR, _TO_ERROR, _CALL_ERROR, _TO_RAW)
         return deduper.mark(frame)
+
+    def _recipients(self, frame: pl.DataFrame, to_raw: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """Each row's ``To`` and its error: phone numbers in E.164; user and WhatsApp group
+        IDs (``RecipientType=group``, fixed or per row) kept as the exact ID they are."""
+        height = frame.height
+        kind_slot = self.template.slot("RecipientType")
+        if self.channel not in PHONE_CHANNELS:
+            as_id = pl.Series([True] * height, dtype=pl.Boolean)
+        elif self.channel not in GROUP_CHANNELS or kind_slot is None:
+            as_id = pl.Series([False] * height, dtype=pl.Boolean)
+        else:
+            kinds = (
+                frame[kind_slot.column]
+                if kind_slot.kind != "static"
+                else pl.Series([kind_slot.parts[0][1]] * height, dtype=pl.String)
+            )
+            # Loosely read here; check_call reports a RecipientType that is not exactly "group".
+            as_id = (kinds.str.strip_chars().str.to_lowercase() == "group").fill_null(False)
+        phones = (
+            None if as_id.all() else normalize_phones(to_raw, self.campaign.send.default_region)
+        )
+        if phones is not None and not as_id.any():
+            return phones["e164"], phones["phone_error"]
+        ids = to_raw.str.strip_chars()
+        ok = ids.str.contains(f"^(?:{ID_PATTERN})$").fill_null(False)
+        rule = id_rule(self.channel, "group")  # the user-ID wording off WhatsApp
+        id_value = pl.select(pl.when(ok).then(ids)).to_series()
+        id_error = pl.select(pl.when(~ok).then(pl.lit(rule))).to_series()
+        if phones is None:
+            return id_value, id_error
+        mixed = pl.DataFrame({"id": as_id, "iv": id_value, "ie": id_error}).with_columns(
+            phones["e164"].alias("pv"), phones["phone_error"].alias("pe")
+        )
+        chosen = mixed.select(
+            pl.when("id").then("iv").otherwise("pv").alias("v"),
+            pl.when("id").then("ie").otherwise("pe").alias("e"),
+        )
+        return chosen["v"], chosen["e"]
 
     def _call_errors(self, frame: pl.DataFrame) -> pl.Series:
         """check_call once per distinct combination of the rule-bearing rendered values."""

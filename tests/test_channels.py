@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,8 +20,15 @@ from campaigner.channels import (
     Problem,
     check_call,
     check_recipient,
+    unknown_keys,
 )
+from campaigner.config import load_campaign, parse_campaign
+from campaigner.errors import ConfigError
+from campaigner.preview import run_preview
+from campaigner.signing import canonical_query
+from tests.crashkit import Sandbox, read_report, run
 
+GROUP_ID = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"
 TEMPLATE = {
     "ChannelType": "whatsapp",
     "Type": "template",
@@ -205,6 +216,11 @@ RULES = [
     ({**TEMPLATE, "Label": "Promotion"}, "InvalidParameter", "Label"),
     ({**TEMPLATE, "FallBackRule": "failed"}, "InvalidParameter", "FallBackRule"),
     ({**TEMPLATE, "RecipientType": "team"}, "InvalidParameter", "RecipientType"),
+    (
+        message("viber", "text", {"text": "hi"}, RecipientType="group"),
+        "InvalidParameter",
+        "RecipientType",
+    ),
     # integers and ranges
     ({**TEMPLATE, "Ttl": "29"}, "InvalidParameter", "Ttl"),
     ({**TEMPLATE, "Ttl": "1209601"}, "InvalidParameter", "Ttl"),
@@ -246,6 +262,23 @@ RULES = [
     ({**TEMPLATE, "FlowAction": '{"FlowActionData":[1]}'}, "InvalidParameter", "FlowAction"),
     ({**TEMPLATE, "FlowAction": '{"FlowToken":7}'}, "InvalidParameter", "FlowAction"),
     ({**TEMPLATE, "FlowAction": "{" * 100_000}, "InvalidParameter", "FlowAction"),  # too deep
+    ({**TEMPLATE, "FlowAction": '{"flowToken":"t"}'}, "InvalidParameter", "FlowAction"),
+    (
+        {**TEMPLATE, "FlowAction": '{"FlowActionData":{"x":NaN}}'},
+        "InvalidParameter",
+        "FlowAction",
+    ),
+    (
+        {**TEMPLATE, "ProductAction": '{"Sections":[{"Title":"t","productItems":[]}]}'},
+        "InvalidParameter",
+        "ProductAction",
+    ),
+    (
+        {**TEMPLATE, "ProductAction": '{"Sections":[{"Title":7}]}'},
+        "InvalidParameter",
+        "ProductAction",
+    ),
+    ({**TEMPLATE, "ProductAction": '{"sections":[]}'}, "InvalidParameter", "ProductAction"),
 ]
 
 
@@ -380,7 +413,11 @@ def test_public_names() -> None:
             "CHANNELS",
             "CONTENT_RULES",
             "ENUMS",
+            "GROUP_CHANNELS",
+            "ID_PATTERN",
+            "MAX_ID_CHARS",
             "MESSAGE_TYPES",
+            "OBJECT_KEYS",
             "PARAMETERS",
             "PHONE_CHANNELS",
             "RANGES",
@@ -390,6 +427,9 @@ def test_public_names() -> None:
             "Problem",
             "check_call",
             "check_recipient",
+            "id_rule",
+            "takes_phone_number",
+            "unknown_keys",
         )
     )
     assert all(hasattr(channels, name) for name in channels.__all__)
@@ -410,6 +450,15 @@ def test_public_names() -> None:
         ("whatsapp", "86 139 0000 0000", None, "InvalidParameter.PhoneNumberError"),
         ("whatsapp", "٨٦١٣٩٠٠٠٠٠٠٠٠", None, "InvalidParameter.PhoneNumberError"),
         ("whatsapp", "120363043968@g.us", "group", None),
+        ("whatsapp", GROUP_ID, "group", None),  # the Groups API's form
+        ("whatsapp", "g" * 128, "group", None),
+        ("whatsapp", "g" * 129, "group", "InvalidParameter"),
+        ("whatsapp", "", "group", "InvalidParameter"),
+        ("whatsapp", "Y2Fw aV9n", "group", "InvalidParameter"),
+        ("whatsapp", "Y2Fw\u200baV9n", "group", "InvalidParameter"),  # zero-width space
+        ("whatsapp", "Y2Fw\u00a0aV9n", "group", "InvalidParameter"),  # no-break space
+        ("viber", GROUP_ID, "group", "InvalidParameter.PhoneNumberError"),  # WhatsApp only
+        ("messenger", "6" * 129, None, "InvalidParameter"),
         ("viber", "447911123456", None, None),
         ("viber", "not-a-number", None, "InvalidParameter.PhoneNumberError"),
         ("messenger", "6789012345678901", None, None),
@@ -463,3 +512,204 @@ def test_check_call_never_raises(query: dict[str, str], fixed: dict[str, str]) -
 @given(channel=st.text(max_size=10), to=st.text(max_size=20), kind=st.none() | st.text(max_size=6))
 def test_check_recipient_never_raises(channel: str, to: str, kind: str | None) -> None:
     check_recipient(channel, to, kind)
+
+
+# --- keys inside ProductAction and FlowAction --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "found"),
+    [
+        (
+            "FlowAction",
+            {"flowToken": "t", "FlowActionData": {"anyKey": 1, "flowToken": 2}},
+            [("FlowAction", "flowToken", "FlowToken")],
+        ),
+        (
+            "ProductAction",
+            {"Sections": [{"Title": "a"}, {"Title": "b", "productItems": []}]},
+            [("ProductAction section 2", "productItems", "ProductItems")],
+        ),
+        (
+            "ProductAction",
+            {
+                "Sections": [
+                    {"ProductItems": [{"ProductRetailerId": "a"}, {"ProductRetailerID": "b"}]}
+                ]
+            },
+            [("ProductAction section 1 product 2", "ProductRetailerID", "ProductRetailerId")],
+        ),
+        (
+            "ProductAction",
+            {"ThumbnailProductRetailerID": "s", "Colour": "red"},
+            [
+                ("ProductAction", "ThumbnailProductRetailerID", "ThumbnailProductRetailerId"),
+                ("ProductAction", "Colour", None),
+            ],
+        ),
+        ("ProductAction", {"Sections": "{{ sections }}"}, []),  # a shape problem, not a key
+        ("ProductAction", ["Sections"], []),
+        ("TemplateParams", {"any": "x"}, []),  # free keys
+    ],
+)
+def test_unknown_keys_inside_objects(
+    name: str, value: object, found: list[tuple[str, str, str | None]]
+) -> None:
+    assert unknown_keys(name, value) == found
+
+
+def test_an_unknown_nested_key_names_the_closest_one() -> None:
+    (problem,) = check_call({**TEMPLATE, "FlowAction": '{"flowToken":"t"}'})
+    assert (
+        problem.message == "FlowAction has an unknown key 'flowToken' (did you mean 'FlowToken'?)"
+    )
+
+
+CAMPAIGN: dict[str, Any] = {
+    "name": "nested",
+    "input": "not-read.csv",
+    "message": {
+        "ChannelType": "whatsapp",
+        "Type": "template",
+        "From": "8613800000000",
+        "To": "{{ phone }}",
+        "TemplateCode": "tpl",
+        "Language": "en",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (
+            {"FlowAction": {"flowToken": "{{ token }}"}},
+            "unknown key 'flowToken' in [message] FlowAction; did you mean 'FlowToken'?",
+        ),
+        (
+            {
+                "ProductAction": {
+                    "Sections": [{"Title": "Shoes", "productItems": [{"ProductRetailerId": "s"}]}]
+                }
+            },
+            "unknown key 'productItems' in [message] ProductAction section 1; "
+            "did you mean 'ProductItems'?",
+        ),
+    ],
+)
+def test_misspelt_nested_keys_are_campaign_errors(extra: dict[str, Any], error: str) -> None:
+    # parse_campaign never opens the input: the error comes before the list is read.
+    with pytest.raises(ConfigError) as caught:
+        parse_campaign({**CAMPAIGN, "message": {**CAMPAIGN["message"], **extra}})
+    assert str(caught.value) == error
+
+
+# --- WhatsApp groups, end to end ---------------------------------------------------------
+
+PIN_CAMPAIGN = """
+name = "pin"
+input = "groups.csv"
+[message]
+ChannelType = "whatsapp"
+Type = "message"
+MessageType = "pin"
+RecipientType = "group"
+From = "8613800000000"
+To = "{{ group }}"
+Content = '{"type":"pin","message_id":"{{ mid }}"}'
+"""
+
+
+def write_list(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_pin_messages_reach_whatsapp_groups_as_the_sdk_sends_them(tmp_path: Path) -> None:
+    (tmp_path / "pin.toml").write_text(PIN_CAMPAIGN)
+    rows = [
+        [GROUP_ID, "wamid.1"],
+        [" 120363043968@g.us ", "wamid.2"],  # cells are trimmed
+        [GROUP_ID, "wamid.3"],  # the same group again
+        [GROUP_ID.lower(), "wamid.4"],  # IDs are case-sensitive: another group
+        ["my group", "wamid.5"],
+    ]
+    write_list(tmp_path / "groups.csv", ["group", "mid"], rows)
+    out = tmp_path / "out"
+    with Sandbox(log=tmp_path / "accepted.jsonl", latency_ms=0) as sandbox:
+        code, _, err = run(
+            "send", str(tmp_path / "pin.toml"), "--endpoint", sandbox.url,
+            "--out", str(out), "--yes", "--json",
+        )  # fmt: skip
+        accepted = sandbox.accepted()
+    assert code == 3, err  # one row is invalid
+    [run_dir] = [p for p in out.iterdir() if p.is_dir()]
+    report = read_report(run_dir / "report.csv")
+    assert [r["status"] for r in report] == ["sent", "sent", "duplicate", "sent", "invalid"]
+    assert [r["To"] for r in report[:4]] == [
+        GROUP_ID,
+        "120363043968@g.us",
+        GROUP_ID,
+        GROUP_ID.lower(),
+    ]
+    assert report[2]["error"] == "same recipient as row 2"
+    assert report[4]["error"] == (
+        "To must be a WhatsApp group ID: 1 to 128 letters, digits or symbols, no spaces"
+    )
+    # What the official SDK would put in the query for the first row: every parameter as
+    # the string given, in alphabetical order; the simulator hashes what it received.
+    sdk_query = {
+        "ChannelType": "whatsapp",
+        "Content": '{"type":"pin","message_id":"wamid.1"}',
+        "From": "8613800000000",
+        "MessageType": "pin",
+        "RecipientType": "group",
+        "To": GROUP_ID,
+        "Type": "message",
+    }
+    received = {str(a["to"]): a["params_hash"] for a in accepted}
+    assert len(accepted) == 3
+    assert received[GROUP_ID] == hashlib.sha256(canonical_query(sdk_query).encode()).hexdigest()
+
+
+def test_recipient_type_per_row_checks_each_to_as_a_number_or_a_group(tmp_path: Path) -> None:
+    (tmp_path / "mixed.toml").write_text(
+        """
+        name = "mixed"
+        input = "groups.csv"
+        [send]
+        default_region = "CN"
+        [message]
+        ChannelType = "whatsapp"
+        Type = "message"
+        MessageType = "text"
+        RecipientType = "{{ kind }}"
+        From = "8613800000000"
+        To = "{{ group }}"
+        Content = '{"text":"{{ mid }}"}'
+        """
+    )
+    rows = [
+        ["individual", "+86 139 0000 0001", "hi"],
+        ["group", GROUP_ID, "hi"],
+        ["individual", GROUP_ID, "hi"],  # a group ID is not a number
+        ["group", "0120363043968", "hi"],  # an ID, not a number: kept as it is
+        ["group", "two words", "hi"],
+        ["Group", GROUP_ID, "hi"],  # RecipientType is case-sensitive
+    ]
+    write_list(tmp_path / "groups.csv", ["kind", "group", "mid"], rows)
+    result = run_preview(load_campaign(tmp_path / "mixed.toml"), input_path=None, out=tmp_path)
+    report = read_report(result.run_dir / "report.csv")
+    assert [(r["status"], r["To"]) for r in report] == [
+        ("would_send", "8613900000001"),
+        ("would_send", GROUP_ID),
+        ("invalid", GROUP_ID),
+        ("would_send", "0120363043968"),
+        ("invalid", "two words"),
+        ("invalid", GROUP_ID),
+    ]
+    assert "letters" in report[2]["error"]
+    assert report[4]["error"].startswith("To must be a WhatsApp group ID")
+    assert report[5]["error"] == "RecipientType must be individual or group (got 'Group')"
