@@ -102,6 +102,21 @@ def _parse_send(raw: object) -> SendSettings:
     )
 
 
+def _check_template_params(params: Mapping[str, Any]) -> None:
+    """The API takes TemplateParams as text to text: any other TOML value would go out in
+    Python's spelling of it ("True", "{'a': 'b'}")."""
+    for key, value in params.items():
+        if isinstance(value, str):
+            continue
+        if isinstance(value, Mapping | list):
+            kind = "a table" if isinstance(value, Mapping) else "an array"
+            raise ConfigError(f"[message] TemplateParams.{key} must be a string, not {kind}")
+        spelled = str(value).lower() if isinstance(value, bool) else str(value)
+        raise ConfigError(
+            f'[message] TemplateParams.{key} must be a string; quote it: {key} = "{spelled}"'
+        )
+
+
 def _check_value(name: str, value: object) -> None:
     """Shape checks: templates are strings; structures are tables or arrays."""
     if name in _OBJECT_PARAMS:
@@ -113,6 +128,8 @@ def _check_value(name: str, value: object) -> None:
                 raise ConfigError("[message] Content must be a table, an array or a string")
         elif not isinstance(value, Mapping):
             raise ConfigError(f"[message] {name} must be a table")
+        elif name == "TemplateParams":
+            _check_template_params(value)
         return
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ConfigError(f"[message] {name} must be a string or a whole number")

@@ -121,3 +121,25 @@ def test_bad_toml_is_a_config_error(tmp_path: Path) -> None:
 
 def test_names_become_safe_folder_names() -> None:
     assert parse_campaign({**BASE, "name": "spring sale/2026"}).name == "spring-sale-2026"
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ('{ a = "b", c = ["d"] }', "TemplateParams.extra must be a string, not a table"),
+        ('["a"]', "TemplateParams.extra must be a string, not an array"),
+        ("true", 'TemplateParams.extra must be a string; quote it: extra = "true"'),
+        ("5", 'TemplateParams.extra must be a string; quote it: extra = "5"'),
+        ("2.5", 'TemplateParams.extra must be a string; quote it: extra = "2.5"'),
+    ],
+)
+def test_template_params_values_must_be_strings(tmp_path: Path, value: str, error: str) -> None:
+    # The input does not exist: the campaign file is refused before any list is read.
+    (tmp_path / "c.toml").write_text(
+        'name = "x"\ninput = "missing.csv"\n[message]\nChannelType = "whatsapp"\n'
+        'Type = "template"\nFrom = "1"\nTo = "{{ p }}"\nTemplateCode = "t"\nLanguage = "en"\n'
+        f'[message.TemplateParams]\nname = "{{{{ p }}}}"\nextra = {value}\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_campaign(tmp_path / "c.toml")
+    assert str(info.value) == f"[message] {error}"
