@@ -94,6 +94,12 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
+def _report_line(run_dir: Path) -> str:
+    from campaigner.report import report_paths
+
+    return "Report: " + ", ".join(str(p) for p in report_paths(run_dir))
+
+
 def _duration(seconds: float) -> str:
     seconds = round(seconds)
     if seconds < 60:
@@ -136,7 +142,7 @@ def _print_preview(result: PreviewResult) -> None:
         click.echo("First rendered calls (recipient masked):")
         for query in result.examples:
             click.echo("  " + json.dumps(query, ensure_ascii=False))
-    click.echo(f"Report: {result.run_dir / 'report.csv'}")
+    click.echo(_report_line(result.run_dir))
     rate = result.tally.rows / max(result.seconds, 1e-9)
     click.echo(f"Done in {result.seconds:.2f} s ({rate:,.0f} rows/s)")
 
@@ -273,7 +279,7 @@ def _print_send(result: SendResult) -> None:
     if summary.get("by_code"):
         codes = ", ".join(f"{k} {v:,}" for k, v in summary["by_code"].items())
         click.echo(f"  answers by code: {codes}")
-    click.echo(f"Report: {result.run_dir / 'report.csv'}")
+    click.echo(_report_line(result.run_dir))
     click.echo(f"Done in {_duration(result.seconds)}")
 
 
@@ -508,7 +514,7 @@ def report(run_dir: Path, report_format: str) -> None:
     tally = rebuild_run_report(run_dir, _want_xlsx(report_format))
     click.echo(f"Report of {run_dir}")
     print_tally(tally, head=Status.SENT)
-    click.echo(f"Report: {run_dir / 'report.csv'}")
+    click.echo(_report_line(run_dir))
     sys.exit(EXIT_OK if tally.count(Status.SENT) == tally.rows else EXIT_INCOMPLETE)
 
 

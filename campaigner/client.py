@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -50,17 +51,42 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def _valid_host(host: str) -> bool:
+    if _HOST_NAME.fullmatch(host):
+        return True
+    try:
+        ipaddress.ip_address(host)  # IPv6 literals ([::1]) do not match the name pattern
+    except ValueError:
+        return False
+    return True
+
+
 def check_endpoint(endpoint: str) -> tuple[str, str]:
-    """(base URL, host header) for an endpoint; plain http only on loopback."""
-    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"endpoint must be an https:// URL (got {endpoint!r})")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    """(base URL, host header) for an endpoint; plain http only on loopback.
+
+    Checked before anything is read, so a typo is a usage error, not a run that retries
+    an impossible connection.
+    """
+    parts = urlsplit(endpoint.strip())
+    if "@" in parts.netloc:  # user:password@ would be echoed below and sent nowhere useful
+        raise ConfigError("endpoint must not contain a user name or password")
+    try:
+        port = parts.port  # a bad port raises here, not at the first connect
+    except ValueError:
+        port = 0
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not _valid_host(host) or port == 0:
+        raise ConfigError(f"endpoint must be a URL such as {DEFAULT_ENDPOINT} (got {endpoint!r})")
+    if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigError(
             f"refusing plain http to {parts.hostname}: credentials-signed traffic needs https "
             "(http is allowed only for a loopback simulator)"
         )
-    if parts.path not in ("", "/") or parts.query:
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(f"endpoint must not have a path or query (got {endpoint!r})")
     return f"{parts.scheme}://{parts.netloc}", parts.netloc
 

@@ -30,7 +30,7 @@ __all__ = (
 MAX_QPS = 250  # SendChatappMessage's per-account limit
 
 _TOP_KEYS = ("name", "input", "sheet", "encoding", "send", "message")
-_SEND_KEYS = ("qps", "default_region", "max_attempts", "timeout_s")
+_SEND_KEYS = ("qps", "default_region", "max_attempts", "timeout_s", "outage_limit_s")
 # Parameters that hold structures; the rest are scalars (strings or integers).
 _OBJECT_PARAMS = ("TemplateParams", "Payload", "Content", "ProductAction", "FlowAction")
 
@@ -41,6 +41,7 @@ class SendSettings:
     default_region: str | None = None
     max_attempts: int = 5  # attempts for answers that provably were not accepted (throttling, 503)
     timeout_s: float = 15.0  # read timeout per request; a timeout is an `unknown` outcome
+    outage_limit_s: float = 300.0  # give up (resumable) when CAMS stays unreachable this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +98,15 @@ def _parse_send(raw: object) -> SendSettings:
     timeout = raw.get("timeout_s", 15.0)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 1 <= timeout <= 120:
         raise ConfigError(f"[send] timeout_s must be from 1 to 120 seconds (got {timeout!r})")
+    outage = raw.get("outage_limit_s", 300.0)
+    if not isinstance(outage, int | float) or isinstance(outage, bool) or not 1 <= outage <= 86400:
+        raise ConfigError(f"[send] outage_limit_s must be from 1 to 86400 seconds (got {outage!r})")
     return SendSettings(
-        qps=qps, default_region=region, max_attempts=attempts, timeout_s=float(timeout)
+        qps=qps,
+        default_region=region,
+        max_attempts=attempts,
+        timeout_s=float(timeout),
+        outage_limit_s=float(outage),
     )
 
 

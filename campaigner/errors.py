@@ -11,6 +11,7 @@ The CLI catches ``CampaignerError`` once and maps it to a message and an exit co
     │   └── MissingColumnsError    templates use columns the file does not have
     ├── CredentialsError       ALIBABA_CLOUD_* variables missing or unusable
     ├── AccountError           CAMS refused the account itself (bad key, signature, permission)
+    ├── UnreachableError       CAMS could not be reached for longer than [send] outage_limit_s
     ├── JournalError           the run journal is unusable, locked, or does not match the input
     └── InterruptedRunError    the run was stopped by a signal (graceful stop)
 """
@@ -27,6 +28,7 @@ __all__ = (
     "InterruptedRunError",
     "JournalError",
     "MissingColumnsError",
+    "UnreachableError",
     "UnreadableInputError",
 )
 
@@ -63,6 +65,10 @@ class CredentialsError(CampaignerError):
 
 class AccountError(CampaignerError):
     """CAMS rejected the account or the request signature: no further row can succeed."""
+
+
+class UnreachableError(CampaignerError):
+    """CAMS stayed unreachable past the outage limit; the run stopped and can be resumed."""
 
 
 class JournalError(CampaignerError):

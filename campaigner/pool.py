@@ -18,6 +18,7 @@ import gc
 import logging
 import math
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -65,10 +66,24 @@ class PoolStats:
     latency_s: float = 0.0  # recent answer latency (EWMA)
     first_start: float | None = None
     last_start: float | None = None
+    # While CAMS cannot be reached: since when (time.monotonic), why, and the give-up bound.
+    unreachable_since: float | None = None
+    unreachable_error: str = ""
+    outage_limit_s: float = 0.0
 
     @property
     def done(self) -> int:
         return self.sent + self.failed + self.unknown + self.not_attempted
+
+    def outage(self) -> str | None:
+        """What is wrong while CAMS is unreachable, in words (None while it is reachable)."""
+        if self.unreachable_since is None:
+            return None
+        so_far = time.monotonic() - self.unreachable_since
+        return (
+            f"{self.unreachable_error}; retrying for {so_far:.0f} s so far "
+            f"(giving up after {self.outage_limit_s:g} s)"
+        )
 
 
 class JournalWriter:
@@ -109,6 +124,7 @@ class SendPool:
     stats: PoolStats = field(default_factory=PoolStats)
     on_outcome: Callable[[Outcome], None] | None = None
     account_error: Reply | None = None
+    outage_error: str | None = None  # set when the run gave up on an unreachable CAMS
     stop_reason: str | None = None
     quiet_gc: bool = True  # gc.freeze() the heap at start and per batch (see run)
 
@@ -122,6 +138,8 @@ class SendPool:
         self._changed = anyio.Event()
         self._rng = random.Random()
         self._unreachable_since: float | None = None
+        self._give_up: asyncio.TimerHandle | None = None  # fires at the outage limit
+        self.stats.outage_limit_s = self.outage_limit_s
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._closed = False
         self.stats.capacity = self._capacity()
@@ -172,6 +190,7 @@ class SendPool:
         finally:
             self._closed = True
             with anyio.CancelScope(shield=True):
+                self._reachable()  # cancels the give-up timer
                 for handle in self._timers.values():
                     handle.cancel()
                 self._timers.clear()
@@ -241,6 +260,10 @@ class SendPool:
         """Wait for the pacer and for an open connection (None), or CAMS is unreachable."""
         while not self.stopping:
             wait = self._pacer.delay(anyio.current_time())
+            if wait > 0.5:  # a pause (outage, Retry-After): a stop must not wait it out
+                with anyio.move_on_after(wait):
+                    await self._stopping.wait()
+                continue
             if wait > 0:
                 await anyio.sleep(wait)
                 continue
@@ -299,8 +322,36 @@ class SendPool:
             self.stop(f"the account was refused: {reply.code}")
         else:  # RETRY: provably not accepted
             return self._retry(job, reply, now, fields)
-        self._unreachable_since = None  # any answer proves CAMS is reachable
+        self._reachable()  # any answer proves CAMS is reachable
         return None
+
+    def _reachable(self) -> None:
+        self._unreachable_since = self.stats.unreachable_since = None
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+
+    def _unreachable(self, now: float, error: str) -> None:
+        """CAMS cannot be reached: start the outage clock, or keep it running."""
+        self.stats.unreachable_error = error
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            self.stats.unreachable_since = time.monotonic()
+            # A timer, not a check on the next failure: a backoff or a slow connect
+            # attempt would otherwise stretch the bound by several seconds.
+            self._give_up = asyncio.get_running_loop().call_later(
+                self.outage_limit_s, self._outage_over
+            )
+
+    def _outage_over(self) -> None:
+        self._give_up = None
+        if self._unreachable_since is None or self.stopping:
+            return
+        self.outage_error = (
+            f"{self.stats.unreachable_error}; gave up after {self.outage_limit_s:g} s "
+            "([send] outage_limit_s)"
+        )
+        self.stop(f"CAMS unreachable for {self.outage_limit_s:g} s")
 
     def _retry(
         self, job: Job, reply: Reply, now: float, fields: dict[str, str | None]
@@ -309,13 +360,11 @@ class SendPool:
             # CAMS unreachable: a global condition, not this row's fault. Hold every start
             # and keep the row until the outage has lasted outage_limit_s.
             job.unreachable += 1
-            self._unreachable_since = self._unreachable_since or now
-            if now - self._unreachable_since >= self.outage_limit_s:
-                self.stop(f"CAMS unreachable for {self.outage_limit_s:.0f} s")
+            self._unreachable(now, reply.message or "cannot connect to CAMS")
             delay = min(self._backoff(job.unreachable), 5.0)
             self._pacer.pause(now, delay)
         else:
-            self._unreachable_since = None
+            self._reachable()
             self.stats.throttled += reply.throttled  # a 503 slows us down too, uncounted
             self._pacer.throttled(now, reply.retry_after_s)
             delay = max(self._backoff(job.attempts - job.unreachable), reply.retry_after_s or 0.0)

@@ -51,7 +51,7 @@ import polars as pl
 
 from campaigner.readers import column_letter
 
-__all__ = ("ReportWriter", "neutralize", "write_json_atomic")
+__all__ = ("ReportWriter", "neutralize", "report_paths", "write_json_atomic")
 
 CSV_NAME: Final = "report.csv"
 XLSX_NAME: Final = "report.xlsx"
@@ -452,6 +452,11 @@ class _XlsxSink:
 # -- the writer ---------------------------------------------------------------------------
 
 
+def report_paths(run_dir: Path) -> list[Path]:
+    """The report files of a run folder: report.csv, then report.xlsx when there is one."""
+    return [run_dir / CSV_NAME] + [p for p in (run_dir / XLSX_NAME,) if p.exists()]
+
+
 class ReportWriter:
     """Streams report rows to <run_dir>/report.csv (always) and <run_dir>/report.xlsx (when
     asked), atomically.
@@ -531,6 +536,9 @@ class ReportWriter:
             self._csv.file.commit()
             if self._xlsx is not None:
                 self._xlsx.file.commit()
+            else:
+                # An XLSX from an earlier build would now disagree with report.csv.
+                (self._run_dir / XLSX_NAME).unlink(missing_ok=True)
             _fsync_dir(self._run_dir)
         except BaseException:
             self.abort()

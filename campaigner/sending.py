@@ -26,7 +26,13 @@ from campaigner.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
 from campaigner.columns import ERROR, STATUS, TO
 from campaigner.config import Campaign, parse_campaign
 from campaigner.crashpoints import crash_point
-from campaigner.errors import AccountError, ConfigError, InterruptedRunError, JournalError
+from campaigner.errors import (
+    AccountError,
+    ConfigError,
+    InterruptedRunError,
+    JournalError,
+    UnreachableError,
+)
 from campaigner.journal import FINAL_STATES, INTENT, PENDING, Journal, RunLock, file_fingerprint
 from campaigner.outcomes import Status
 from campaigner.pacing import PacerSettings
@@ -481,6 +487,11 @@ async def run_send(
             f"Fix the credentials or permissions, then continue with --resume {run_dir}. "
             f"Report: {run_dir / 'report.csv'}"
         )
+    if pool.outage_error is not None:
+        raise UnreachableError(
+            f"{pool.outage_error}; the rows not sent are kept: continue with --resume "
+            f"{run_dir} once CAMS is reachable. Report: {run_dir / 'report.csv'}"
+        )
     if pool.stop_reason in ("SIGINT", "SIGTERM", "aborted"):
         err = InterruptedRunError(
             f"stopped by {pool.stop_reason}; report written to {run_dir / 'report.csv'}; "
@@ -516,6 +527,7 @@ async def _send_rows(
             writer,
             pacer_settings=PacerSettings(limit=qps),
             max_attempts=plan.campaign.send.max_attempts,
+            outage_limit_s=plan.campaign.send.outage_limit_s,
         )
         with anyio.CancelScope() as abort:
             async with anyio.create_task_group() as tg:

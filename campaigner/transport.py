@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import ssl
 import time
 
@@ -323,6 +325,19 @@ class _ProtocolError(Exception):
     pass
 
 
+def _why(exc: OSError) -> str:
+    """A connect failure in plain words ("connection refused"), for the user's log."""
+    if isinstance(exc, ssl.SSLError):
+        detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        return f"TLS handshake failed ({detail})"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror or exc})"
+    if exc.errno is not None and exc.errno > 0:
+        # asyncio's own text ("Connect call failed ('127.0.0.1', 1)") names no cause.
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
+
+
 class Http11Transport(httpx.AsyncBaseTransport):
     """A keep-alive connection pool; ``max_connections`` bounds open connections."""
 
@@ -422,9 +437,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     server_hostname=host if ctx is not None else None,
                 )
         except TimeoutError as exc:
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
-        except (OSError, ssl.SSLError) as exc:
-            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise httpx.ConnectTimeout(
+                f"cannot connect to {host}:{port}: no answer within {limit_s:g} s"
+            ) from exc
+        except OSError as exc:  # ssl.SSLError included
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {_why(exc)}") from exc
         finally:
             self._connecting[origin] -= 1
         if self._closed:

@@ -159,7 +159,7 @@ def test_plain_http_is_refused_except_on_loopback(tmp_path: Path) -> None:
         "send", str(SAMPLES / "whatsapp_template.toml"), "--endpoint", "http://example.com",
         "--yes", "--out", str(tmp_path), env=env,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad --endpoint is a usage error
     assert "refusing plain http" in result.stderr
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import anyio
 import httpx
 import pytest
 
 from campaigner.cams import Reply, ReplyKind
-from campaigner.client import CamsClient
+from campaigner.client import CamsClient, check_endpoint
+from campaigner.errors import ConfigError
 from campaigner.signing import Credentials
 from campaigner.simulator import Simulator, serve
 
@@ -94,3 +100,61 @@ async def test_ready_reports_an_unreachable_server_as_retry() -> None:
     async with CamsClient(CREDS, endpoint="http://127.0.0.1:9") as client:  # discard port
         reply = await client.ready()
     assert reply is not None and reply.kind is ReplyKind.RETRY and reply.code == "ConnectError"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("https://cams.ap-southeast-1.aliyuncs.com", "cams.ap-southeast-1.aliyuncs.com"),
+        ("https://cams.example.com:8443/", "cams.example.com:8443"),
+        ("http://127.0.0.1:8765", "127.0.0.1:8765"),
+        ("http://[::1]:8765", "[::1]:8765"),
+        ("http://localhost:8765", "localhost:8765"),
+    ],
+)
+def test_good_endpoints(endpoint: str, expected: str) -> None:
+    assert check_endpoint(endpoint)[1] == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "error"),
+    [
+        ("notaurl", "endpoint must be a URL such as https://"),
+        ("cams.example.com", "endpoint must be a URL such as https://"),
+        ("localhost:8765", "endpoint must be a URL such as https://"),
+        ("https://", "endpoint must be a URL such as https://"),
+        ("https://not a host", "endpoint must be a URL such as https://"),
+        ("ftp://cams.example.com", "endpoint must be a URL such as https://"),
+        ("http://127.0.0.1:99999", "endpoint must be a URL such as https://"),
+        ("http://127.0.0.1:0", "endpoint must be a URL such as https://"),
+        ("https://id:secret@cams.example.com", "must not contain a user name or password"),
+        ("https://cams.example.com/v1", "must not have a path or query"),
+        ("http://example.com", "refusing plain http to example.com"),
+    ],
+)
+def test_bad_endpoints_are_refused(endpoint: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_endpoint(endpoint)
+    assert error in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["send", "reconcile"])
+def test_a_bad_endpoint_is_a_usage_error_before_anything_is_read(
+    tmp_path: Path, command: str
+) -> None:
+    target = tmp_path / ("missing.toml" if command == "send" else "")
+    result = subprocess.run(
+        [sys.executable, "-m", "campaigner", command, str(target), "--endpoint", "notaurl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": "",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "",
+        },
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--endpoint': endpoint must be a URL" in result.stderr
+    assert "missing.toml" not in result.stderr and "ALIBABA" not in result.stderr

@@ -42,6 +42,7 @@ def with_changes(**message: Any) -> dict[str, Any]:
         ({**BASE, "send": {"qps": 0}}, "qps must be a whole number from 1 to 250"),
         ({**BASE, "send": {"default_region": "China"}}, "two-letter country code"),
         ({**BASE, "send": {"qsp": 10}}, "did you mean 'qps'?"),
+        ({**BASE, "send": {"outage_limit_s": 0}}, "outage_limit_s must be from 1 to 86400"),
         ({"message": BASE["message"]}, "needs a name"),
         ({"name": "x"}, "needs a [message] table"),
         ({**BASE, "encoding": "klingon"}, "unknown encoding"),

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.crashkit import Sandbox, check, read_report, run, run_dir, send_args, write_campaign
+from tests.crashkit import (
+    Sandbox,
+    check,
+    free_port,
+    read_report,
+    run,
+    run_dir,
+    send_args,
+    write_campaign,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.stress]
 ROWS = 800
@@ -88,3 +97,31 @@ def test_a_30_second_outage_pauses_and_resumes(tmp_path: Path) -> None:
         verdict = check(folder / "report.csv", 400, sandbox.accepted())
     assert verdict.ok, verdict
     assert verdict.statuses.get("not_attempted", 0) == 0, verdict
+
+
+def test_a_long_outage_gives_up_with_one_line_and_stays_resumable(tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path / "c", 300)
+    text = campaign.read_text()
+    campaign.write_text(text.replace("timeout_s = 5\n", "timeout_s = 5\noutage_limit_s = 12\n"))
+    out = tmp_path / "out"
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    code, _, err = run(*send_args(campaign, out, closed, None), timeout=240)
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    assert "connection refused; gave up after 12 s ([send] outage_limit_s)" in errors[0]
+    assert "--resume" in errors[0]
+    # Meanwhile the progress log said what was happening (instead of a silent "0 msg/s").
+    assert "connection refused; retrying for " in err and " s so far" in err
+    folder = run_dir(out)
+    assert folder is not None
+    statuses = {r["status"] for r in read_report(folder / "report.csv")}
+    assert statuses <= {"not_attempted", "invalid", "duplicate"}, statuses
+    with Sandbox(tmp_path / "accepted.jsonl", latency_ms=20) as sandbox:
+        code, _, err = run(*send_args(campaign, out, sandbox.url, folder), timeout=240)
+        assert code == 3, err  # 3: the list has invalid and duplicate rows on purpose
+        accepted = sandbox.accepted()
+        verdict = check(folder / "report.csv", 300, accepted)
+    assert verdict.ok, verdict
+    assert verdict.statuses.get("not_attempted", 0) == 0, verdict
+    assert verdict.statuses["sent"] == len(accepted) > 0

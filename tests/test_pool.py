@@ -154,3 +154,37 @@ async def test_intent_is_committed_before_the_request_is_written(tmp_path: Path)
     assert set(journal.states().values()) == {"sent"}
     reader.close()
     journal.close()
+
+
+async def test_an_outage_is_described_and_bounded(tmp_path: Path) -> None:
+    async with serve(Simulator()) as url:
+        pass  # closed again: connections to this port are refused now
+    journal = journal_with(tmp_path / "j.sqlite", 20)
+    seen: list[str] = []
+    async with CamsClient(CREDS, endpoint=url, timeout_s=2.0) as client:
+        pool = SendPool(
+            client,
+            JournalWriter(journal),
+            pacer_settings=PacerSettings(limit=40),
+            outage_limit_s=1.5,
+        )
+
+        async def watch() -> None:
+            while True:
+                if (text := pool.stats.outage()) is not None:
+                    seen.append(text)
+                await anyio.sleep(0.05)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            with anyio.fail_after(60):  # the bound holds: the run ends by itself
+                await pool.run(feed(20))
+            tg.cancel_scope.cancel()
+    host = url.removeprefix("http://")
+    assert seen and seen[-1].startswith(f"cannot connect to {host}: connection refused; ")
+    assert "s so far (giving up after 1.5 s)" in seen[-1]
+    assert pool.outage_error is not None and "gave up after 1.5 s" in pool.outage_error
+    assert pool.stats.outage() is None  # the run is over: nothing is retrying any more
+    assert pool.stats.sent == pool.stats.unknown == 0
+    assert set(journal.states().values()) == {"pending"}  # nothing left: resumable
+    journal.close()

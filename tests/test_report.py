@@ -728,3 +728,40 @@ def test_a_full_disk_leaves_no_temporary_files(tmp_path: Path) -> None:
             names,
         )
     assert outcomes[0][1] is not None and outcomes[-1][1] is None  # both cases were seen
+
+
+def small_campaign(folder: Path) -> Path:
+    rows = [["phone", "status"], ["8613812345678", "a"], ["8613812345679", "b"]]
+    with (folder / "list.csv").open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    (folder / "campaign.toml").write_text(COLLIDING_CAMPAIGN.split("jinja =")[0])
+    return folder / "campaign.toml"
+
+
+def report_line(stdout: str) -> str:
+    [line] = [x for x in stdout.splitlines() if x.startswith("Report:")]
+    return line
+
+
+def test_the_report_line_names_every_report_file(tmp_path: Path) -> None:
+    campaign = small_campaign(tmp_path)
+    preview = run_cli("preview", str(campaign), "--out", str(tmp_path / "p"))
+    assert preview.returncode == 0, preview.stderr
+    [run] = (tmp_path / "p").iterdir()
+    assert report_line(preview.stdout) == f"Report: {run / 'report.csv'}"
+
+    out = tmp_path / "s"
+    send = run_cli(
+        "send", str(campaign), "--sandbox", "--yes", "--format", "xlsx", "--out", str(out)
+    )
+    assert send.returncode == 0, send.stderr
+    [run] = out.iterdir()
+    assert report_line(send.stdout) == f"Report: {run / 'report.csv'}, {run / 'report.xlsx'}"
+
+    # A CSV-only rebuild removes the older XLSX (it would be out of date) and says so.
+    rebuilt = run_cli("report", str(run), "--format", "csv")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert report_line(rebuilt.stdout) == f"Report: {run / 'report.csv'}"
+    assert not (run / "report.xlsx").exists()
+    rebuilt = run_cli("report", str(run), "--format", "xlsx")
+    assert report_line(rebuilt.stdout) == f"Report: {run / 'report.csv'}, {run / 'report.xlsx'}"

@@ -120,9 +120,11 @@ async def test_connection_refused_is_a_connect_error() -> None:
     transport = Http11Transport()
     with pytest.raises(httpx.ConnectError):
         await transport.handle_async_request(httpx.Request("POST", url))
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(httpx.ConnectError) as info:
         await transport.ready(httpx.URL(url))
     await transport.aclose()
+    # The words a user sees in the log while the run keeps retrying.
+    assert str(info.value) == f"cannot connect to {url[7:]}: connection refused"
 
 
 async def test_ready_then_start_writes_synchronously() -> None:
