@@ -180,6 +180,17 @@ format_opt = click.option(
 )
 
 
+def _check_endpoint(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A malformed --endpoint is a usage error, caught before anything is read."""
+    from campaigner.client import check_endpoint
+
+    try:
+        check_endpoint(value)
+    except CampaignerError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def _want_xlsx(report_format: str) -> bool | None:
     return None if report_format == "auto" else report_format == "xlsx"
 
@@ -237,6 +248,9 @@ class _Progress:
             f"sent {stats.sent:,} · failed {stats.failed:,} · unknown {stats.unknown:,} · "
             f"remaining {remaining:,} · {rate:,.0f} msg/s · ETA {eta}"
         )
+        outage = stats.outage()
+        if outage:  # otherwise an unreachable endpoint looks like a silent hang
+            text = f"{text} · {outage}"
         if self._live:
             if self._bar is None:
                 from rich.console import Console
@@ -292,6 +306,7 @@ def _print_send(result: SendResult) -> None:
     "--endpoint",
     default=DEFAULT_ENDPOINT,
     show_default=True,
+    callback=_check_endpoint,
     help="CAMS endpoint; plain http:// only for a loopback simulator.",
 )
 @click.option("--qps", type=click.IntRange(1, 250), help="Requests per second (≤ 250).")
@@ -524,6 +539,7 @@ def report(run_dir: Path, report_format: str) -> None:
     "--endpoint",
     default=DEFAULT_ENDPOINT,
     show_default=True,
+    callback=_check_endpoint,
     help="CAMS endpoint; plain http:// only for a loopback simulator.",
 )
 @click.option(
