@@ -324,6 +324,11 @@ def _print_send(result: SendResult) -> None:
     is_flag=True,
     help="With --resume: also resend rows whose outcome is unknown (may duplicate).",
 )
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Send a campaign file and list that an earlier run already sent (--yes does not).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @handle_errors
@@ -338,10 +343,13 @@ def send(
     yes: bool,
     resume: Path | None,
     resend_unknown: bool,
+    again: bool,
     as_json: bool,
     verbose: bool,
 ) -> None:
     """Validate every row, then send the valid ones and write the report."""
+    if resend_unknown and resume is None:
+        raise click.UsageError("--resend-unknown works only with --resume RUN_DIR")
     import anyio
 
     from campaigner.sending import SendOptions, run_send
@@ -373,6 +381,7 @@ def send(
         resume=resume,
         resend_unknown=resend_unknown,
         xlsx=_want_xlsx(report_format),
+        again=again,
     )
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
 
@@ -578,10 +587,11 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
                     )
 
             result = anyio.run(settle)
-            want_xlsx = table.kind == "xlsx"
-            tally = rebuild_report(run_dir, plan, table, journal, xlsx=want_xlsx)
+            tally = rebuild_report(run_dir, plan, table, journal)  # in the run's formats
         finally:
             journal.close()
+    if result.interrupted:
+        click.echo(f"{result.interrupted} rows were in flight when the run stopped: looked up")
     click.echo(
         f"Reconciled {run_dir}: {result.found_sent} found sent, {result.not_sent} confirmed "
         f"not sent (a --resume sends them), {result.still_unknown} still unknown, "

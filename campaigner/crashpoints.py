@@ -8,7 +8,8 @@ point costs one comparison.
 Points: ``before_intent`` (rows checked, intent not yet committed), ``after_intent``
 (intent committed, request not sent), ``after_send`` (the server has answered, the answer
 is not read), ``after_answer`` (answer classified, outcome not committed),
-``report_write`` (the report is half written).
+``report_write`` (the report is half written), ``run_folder`` (a new run's journal holds its
+campaign, the folder does not have its name yet).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import signal
 
 __all__ = ("POINTS", "crash_point")
 
-POINTS = ("before_intent", "after_intent", "after_send", "after_answer", "report_write")
+POINTS = (
+    "before_intent",
+    "after_intent",
+    "after_send",
+    "after_answer",
+    "report_write",
+    "run_folder",
+)
 
 
 def _parse(spec: str | None) -> tuple[str, int] | None:

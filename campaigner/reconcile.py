@@ -35,6 +35,7 @@ _PAGE = json.dumps({"Index": 1, "Size": 100}, separators=(",", ":"))
 
 @dataclass
 class ReconcileResult:
+    interrupted: int = 0  # rows found in flight (a killed run), looked up like unknown ones
     found_sent: int = 0
     not_sent: int = 0
     still_unknown: int = 0
@@ -85,8 +86,13 @@ async def reconcile_rows(
     clock: Callable[[], float] = time.time,
     say: Callable[[str], None] = lambda _: None,
 ) -> ReconcileResult:
-    """Look up every unknown row and settle it in the journal."""
+    """Look up every unknown row and settle it in the journal.
+
+    The caller holds the run's lock, so no process is sending: rows still in ``intent``
+    were in flight when a run was killed, and are unknown like the others.
+    """
     result = ReconcileResult()
+    result.interrupted = await anyio.to_thread.run_sync(journal.settle_interrupted)
     unknown = {row: intent_at for row, _, intent_at in journal.unknown_rows()}
     if not unknown:
         return result

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +20,15 @@ import polars as pl
 from campaigner.columns import ERROR, ROW, STATUS, TO, by_name, internal
 from campaigner.outcomes import RESULT_COLUMNS, Status
 
-__all__ = ("ReportLayout", "Tally", "new_run_dir")
+__all__ = (
+    "PARTIAL_MARK",
+    "ReportLayout",
+    "RunRegistry",
+    "Tally",
+    "new_run_dir",
+    "remove_stale_report_temps",
+    "report_writing",
+)
 
 _MAX_EXAMPLE_ROWS = 5
 # Result columns while a report batch is assembled, and send outcomes while joined to it:
@@ -23,19 +37,49 @@ _RESULT = {c: ROW if c == "row" else internal("result:" + c) for c in RESULT_COL
 _OUTCOME = {c: internal("outcome:" + c) for c in RESULT_COLUMNS}
 
 
-def new_run_dir(out: Path, name: str, now: datetime | None = None) -> Path:
-    """``<out>/<name>-<UTC timestamp>/``, created with private permissions."""
+PARTIAL_MARK = ".partial-"  # in the hidden name a run folder has while it is prepared
+
+
+def new_run_dir(
+    out: Path,
+    name: str,
+    now: datetime | None = None,
+    *,
+    prepare: Callable[[Path], None] | None = None,
+) -> Path:
+    """``<out>/<name>-<UTC timestamp>/``, created with private permissions.
+
+    With ``prepare``, the folder is filled under a hidden temporary name and renamed into
+    place once ``prepare`` returns: a crash never leaves a half-made run folder behind.
+    """
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"{name}-{stamp}"
-    candidate, n = base, 1
-    while True:
-        try:
-            candidate.mkdir(mode=0o700)
+    names = (base.with_name(f"{base.name}-{n}") if n > 1 else base for n in range(1, 10_000))
+    if prepare is None:
+        for candidate in names:
+            try:
+                candidate.mkdir(mode=0o700)
+                return candidate
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"no free run folder name for {base}")
+    partial = Path(tempfile.mkdtemp(prefix=f".{base.name}{PARTIAL_MARK}", dir=out))  # 0700
+    try:
+        prepare(partial)
+        for candidate in names:
+            try:
+                os.rename(partial, candidate)  # refused when the name holds a non-empty folder
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                    continue
+                raise
+            _fsync_dir(out)  # the rename is durable before anything is sent from the folder
             return candidate
-        except FileExistsError:
-            n += 1
-            candidate = base.with_name(f"{base.name}-{n}")
+        raise FileExistsError(f"no free run folder name for {base}")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -158,3 +202,126 @@ class Tally:
 def private_umask() -> None:
     """Reports and journals hold phone numbers: files default to owner-only."""
     os.umask(0o077)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- report temporary files -----------------------------------------------------------------
+
+REPORT_LOCK = "report.lock"
+_REPORT_TEMPS = ".report.*.tmp"  # what the report writer names its files until they are done
+
+
+@contextmanager
+def report_writing(run_dir: Path) -> Iterator[None]:
+    """Held (shared) while a report is written, so that nobody removes its temporary files."""
+    fd = os.open(run_dir / REPORT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def remove_stale_report_temps(run_dir: Path) -> int:
+    """Delete the report temporary files a killed writer left; none while a writer is at work."""
+    if not any(run_dir.glob(_REPORT_TEMPS)):
+        return 0
+    try:
+        fd = os.open(run_dir / REPORT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return 0  # a read-only folder: leave them
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # a report is being written right now
+        removed = 0
+        for temp in run_dir.glob(_REPORT_TEMPS):  # with the lock held: no writer owns these
+            try:
+                temp.unlink()
+                removed += 1
+            except OSError:
+                pass
+        return removed
+    finally:
+        os.close(fd)
+
+
+# -- the per-user record of run folders -----------------------------------------------------
+
+
+def _state_dir() -> Path | None:
+    """``$XDG_STATE_HOME/campaigner`` (``~/.local/state/campaigner`` when unset)."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec ignores a relative value
+        return Path(xdg) / "campaigner"
+    try:
+        return Path.home() / ".local" / "state" / "campaigner"
+    except RuntimeError:  # no home folder to be found
+        return None
+
+
+class RunRegistry:
+    """The run folders of each campaign name, kept per user, so that an earlier run is found
+    whatever ``--out`` it used: one JSON line per run in ``runs.jsonl`` in the state folder.
+
+    A record that cannot be read or written is a warning, given once; earlier runs are then
+    looked for under ``--out`` only.
+    """
+
+    def __init__(self, warn: Callable[[str], None], path: Path | None = None) -> None:
+        if path is None:
+            state = _state_dir()
+            path = state / "runs.jsonl" if state is not None else None
+        self.path = path
+        self._warn = warn
+        self._warned = False
+
+    def _warn_once(self, what: str) -> None:
+        if not self._warned:
+            self._warned = True
+            self._warn(f"{what}; earlier runs are looked for only under --out")
+
+    def folders(self, name: str) -> list[Path]:
+        """Recorded run folders of campaign ``name``, oldest first."""
+        if self.path is None:
+            return []
+        try:
+            lines = self.path.read_text("utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            self._warn_once(f"cannot read the record of runs {self.path} ({exc})")
+            return []
+        found: list[Path] = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                if entry["name"] == name and Path(entry["run_dir"]) not in found:
+                    found.append(Path(entry["run_dir"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn or foreign line: the others still count
+        return found
+
+    def record(self, name: str, run_dir: Path) -> None:
+        folder = run_dir.resolve()
+        if folder in self.folders(name):
+            return
+        if self.path is None:
+            self._warn_once("cannot record this run: no home folder for the record of runs")
+            return
+        line = json.dumps({"name": name, "run_dir": str(folder)}, ensure_ascii=False) + "\n"
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(line)  # one append: concurrent runs do not interleave lines
+        except OSError as exc:
+            self._warn_once(f"cannot record this run in {self.path} ({exc.strerror or exc})")

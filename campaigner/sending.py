@@ -7,10 +7,13 @@ The report is never written from memory: it is rebuilt from the input and the jo
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import resource
+import shutil
 import signal
+import sqlite3
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +21,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import polars as pl
@@ -33,7 +37,15 @@ from campaigner.errors import (
     JournalError,
     UnreachableError,
 )
-from campaigner.journal import FINAL_STATES, INTENT, PENDING, Journal, RunLock, file_fingerprint
+from campaigner.journal import (
+    FINAL_STATES,
+    INTENT,
+    LOCK_NAME,
+    PENDING,
+    Journal,
+    RunLock,
+    file_fingerprint,
+)
 from campaigner.outcomes import Status
 from campaigner.pacing import PacerSettings
 from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
@@ -41,13 +53,22 @@ from campaigner.preview import open_campaign_input, resolve_input
 from campaigner.readers import ROW_COLUMN, InputTable
 from campaigner.report import ReportWriter, write_json_atomic
 from campaigner.rows import Deduper, Plan
-from campaigner.runs import ReportLayout, Tally, new_run_dir
+from campaigner.runs import (
+    PARTIAL_MARK,
+    ReportLayout,
+    RunRegistry,
+    Tally,
+    new_run_dir,
+    remove_stale_report_temps,
+    report_writing,
+)
 from campaigner.signing import Credentials
 
 __all__ = (
+    "EarlierRun",
     "SendOptions",
     "SendResult",
-    "find_unfinished_runs",
+    "find_earlier_runs",
     "load_run",
     "open_run",
     "rebuild_report",
@@ -71,6 +92,7 @@ class SendOptions:
     resume: Path | None = None
     resend_unknown: bool = False
     xlsx: bool | None = None
+    again: bool = False  # send a campaign and list that an earlier run already sent
 
 
 @dataclass
@@ -117,44 +139,141 @@ def _changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return changed
 
 
-def find_unfinished_runs(out: Path, meta: dict[str, str]) -> list[Path]:
-    """Earlier runs of the same campaign and input that still have rows to send."""
-    found: list[Path] = []
-    if not out.is_dir():
-        return found
-    for run_dir in sorted(out.glob(f"{meta['name']}-*")):
+def _destination(endpoint: str, sandbox: bool) -> str:
+    """What a run sent to: runs to a simulator and runs to CAMS never count as each other's."""
+    if sandbox:
+        return "sandbox"
+    host = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}").hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return "simulator" if loopback else "cams"
+
+
+@dataclass(frozen=True)
+class EarlierRun:
+    run_dir: Path
+    created_at: float
+    finished: bool
+    delivered: int  # rows sent or possibly delivered (unknown, in flight)
+
+
+def find_earlier_runs(
+    out: Path, meta: dict[str, str], registry: RunRegistry | None = None
+) -> list[EarlierRun]:
+    """Earlier runs of the same campaign file and list to the same destination, oldest first:
+    those the per-user record knows (any ``--out``) and those under ``out``."""
+    folders: dict[Path, Path] = {}  # resolved -> as shown
+    if out.is_dir():
+        for run_dir in sorted(out.glob(f"{meta['name']}-*")):
+            folders.setdefault(run_dir.resolve(), run_dir)
+    for run_dir in registry.folders(meta["name"]) if registry is not None else []:
+        folders.setdefault(run_dir.resolve(), run_dir)
+    found: list[EarlierRun] = []
+    for run_dir in folders.values():
         if not Journal.exists_in(run_dir):
             continue
         try:
-            journal = Journal.in_run(run_dir)
+            journal = Journal.in_run(run_dir, check=False)  # a look, not a resume
             try:
                 old = journal.meta()
                 counts = journal.counts()
             finally:
                 journal.close()
-        except (JournalError, OSError):
+        except (JournalError, OSError, sqlite3.Error):
             continue
-        same = all(old.get(k) == meta.get(k) for k in ("campaign_sha256", "input_sha256"))
+        if any(old.get(k) != meta.get(k) for k in ("campaign_sha256", "input_sha256")):
+            continue
+        if old.get("destination", meta.get("destination")) != meta.get("destination"):
+            continue
         unsent = counts.get(PENDING, 0) + counts.get(INTENT, 0)
-        if same and (old.get("finished") != "yes" or unsent):
-            found.append(run_dir)
-    return found
+        found.append(
+            EarlierRun(
+                run_dir,
+                float(old.get("created_at") or 0),
+                finished=old.get("finished") == "yes" and not unsent,
+                delivered=sum(counts.get(s, 0) for s in ("sent", "unknown", INTENT)),
+            )
+        )
+    return sorted(found, key=lambda r: r.created_at)
+
+
+def _check_earlier_runs(
+    earlier: list[EarlierRun], options: SendOptions, confirm: Confirm, *, sandbox: bool
+) -> None:
+    """Refuse to send a campaign and list again by accident (``--yes`` does not cover it)."""
+    # The built-in simulator starts empty in every process: nothing was sent to it before.
+    delivered = [] if sandbox else [r for r in earlier if r.delivered]
+    if delivered:
+        last = delivered[-1]
+        what = (
+            f"run {last.run_dir} already sent this campaign file and list "
+            f"({last.delivered:,} rows sent or possibly delivered)"
+        )
+        resume = (
+            "" if last.finished else f"; to finish that run instead use --resume {last.run_dir}"
+        )
+        if not confirm(f"{what}{resume}. Send it to everyone AGAIN?"):
+            raise ConfigError(f"not started: {what}; pass --again to send it again{resume}")
+        return
+    unfinished = [r for r in earlier if not r.finished]
+    if unfinished and not options.yes:
+        last_dir = unfinished[-1].run_dir
+        if not confirm(
+            f"an earlier run of this campaign and list is unfinished ({last_dir}); "
+            f"resume it with --resume {last_dir}. Start a NEW run anyway?"
+        ):
+            raise ConfigError(f"not started; to continue the earlier run use --resume {last_dir}")
+
+
+def _recorded_input(run_dir: Path) -> Path | None:
+    """The list a run to resume started with, or None when it stopped before recording its
+    campaign: then nothing can have been sent, and the resume starts it from the beginning."""
+    if not Journal.exists_in(run_dir):
+        if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+            raise JournalError(f"{run_dir} is not a campaigner run folder (no journal)")
+        return None
+    remove_stale_report_temps(run_dir)
+    journal = Journal.in_run(run_dir)
+    try:
+        meta = journal.meta()
+        if "input_path" in meta:
+            return Path(meta["input_path"])
+        if journal.counts():
+            raise JournalError(f"the journal in {run_dir} has rows but no recorded campaign")
+        return None
+    finally:
+        journal.close()
+
+
+def _never_started(run_dir: Path) -> str:
+    return (
+        f"the run in {run_dir} stopped before it recorded its campaign, so nothing was sent; "
+        f"start it with `campaigner send CAMPAIGN_FILE --resume {run_dir}`"
+    )
 
 
 def load_run(run_dir: Path) -> tuple[Campaign, Path, Journal]:
     """The campaign and input a run was started with, from its journal."""
     if not Journal.exists_in(run_dir):
         raise JournalError(f"{run_dir} is not a campaigner run folder (no journal)")
+    remove_stale_report_temps(run_dir)  # left by a writer that was killed
     journal = Journal.in_run(run_dir)
-    meta = journal.meta()
     try:
-        data = tomllib.loads(meta["campaign_text"])
-    except (KeyError, tomllib.TOMLDecodeError):
+        meta = journal.meta()
+        if "campaign_text" not in meta and not journal.counts():
+            raise JournalError(_never_started(run_dir))
+        try:
+            data = tomllib.loads(meta["campaign_text"])
+        except (KeyError, tomllib.TOMLDecodeError):
+            raise JournalError(f"the journal in {run_dir} has no usable campaign") from None
+        base = Path(meta.get("campaign_path", ".")).parent
+        campaign = parse_campaign(data, base_dir=base)
+        settings = json.loads(meta.get("campaign_settings", "{}"))
+    except BaseException:
         journal.close()
-        raise JournalError(f"the journal in {run_dir} has no usable campaign") from None
-    base = Path(meta.get("campaign_path", ".")).parent
-    campaign = parse_campaign(data, base_dir=base)
-    settings = json.loads(meta.get("campaign_settings", "{}"))
+        raise
     campaign = replace(
         campaign,
         sheet=settings.get("sheet", campaign.sheet),
@@ -162,6 +281,22 @@ def load_run(run_dir: Path) -> tuple[Campaign, Path, Journal]:
         source=Path(meta["campaign_path"]) if "campaign_path" in meta else None,
     )
     return campaign, Path(meta["input_path"]), journal
+
+
+def _remove_abandoned_partials(out: Path) -> None:
+    """Run folders that a killed process was still preparing: nothing was sent from them."""
+    for partial in out.glob(f".*{PARTIAL_MARK}*"):
+        if not (partial / LOCK_NAME).exists():
+            continue  # being created right now (its lock comes first)
+        lock = RunLock(partial)
+        try:
+            lock.acquire()
+        except (JournalError, OSError):
+            continue  # its process is alive
+        try:
+            shutil.rmtree(partial, ignore_errors=True)
+        finally:
+            lock.release()
 
 
 def _cpu_seconds() -> float:
@@ -237,19 +372,31 @@ def rebuild_report(
     table: InputTable,
     journal: Journal,
     *,
-    xlsx: bool,
+    xlsx: bool | None = None,
 ) -> Tally:
-    """Write report.csv (and .xlsx) for a run from its input and journal, atomically."""
+    """Write report.csv (and .xlsx) for a run from its input and journal, atomically.
+
+    ``xlsx=None``: the formats the run was started with (recorded in its journal).
+    """
     layout = ReportLayout.for_input(table.columns)
     tally = Tally()
     deduper = Deduper()
-    with ReportWriter(run_dir, layout.columns, xlsx=xlsx) as writer:
+    if xlsx is None:
+        xlsx = _recorded_xlsx(journal.meta(), table)
+    with report_writing(run_dir), ReportWriter(run_dir, layout.columns, xlsx=xlsx) as writer:
         for batch in table.batches():
             report = report_batch(layout, plan.prepare(batch, deduper), journal)
             tally.add(report, layout.result_names)
             writer.write(report)
             crash_point("report_write")
     return tally
+
+
+def _recorded_xlsx(meta: dict[str, str], table: InputTable) -> bool:
+    recorded = meta.get("report_xlsx")
+    if recorded is None:  # a journal from before the format was recorded
+        return table.kind == "xlsx"
+    return recorded == "yes"
 
 
 def open_run(run_dir: Path) -> tuple[Plan, InputTable, Journal]:
@@ -277,8 +424,7 @@ def rebuild_run_report(run_dir: Path, xlsx: bool | None = None) -> Tally:
     """``campaigner report RUN_DIR``: rebuild report.csv/.xlsx from input + journal."""
     plan, table, journal = open_run(run_dir)
     try:
-        want_xlsx = table.kind == "xlsx" if xlsx is None else xlsx
-        return rebuild_report(run_dir, plan, table, journal, xlsx=want_xlsx)
+        return rebuild_report(run_dir, plan, table, journal, xlsx=xlsx)
     finally:
         journal.close()
 
@@ -356,6 +502,33 @@ async def _report_progress(pool: SendPool, total: int, sink: ProgressSink) -> No
         await anyio.sleep(_PROGRESS_EVERY_S)
 
 
+def _create_run(out: Path, name: str, meta: dict[str, str]) -> tuple[Path, RunLock]:
+    """A new run folder, locked, whose journal holds the campaign before the folder appears
+    under its name: a kill at any moment leaves a complete run folder or none."""
+    if out.is_dir():
+        _remove_abandoned_partials(out)
+    locks: list[RunLock] = []
+
+    def prepare(folder: Path) -> None:
+        lock = RunLock(folder)
+        lock.acquire()  # the lock goes with the folder when it is renamed
+        locks.append(lock)
+        journal = Journal.in_run(folder)
+        try:
+            journal.set_meta(meta)
+        finally:
+            journal.close()
+        crash_point("run_folder")
+
+    try:
+        run_dir = new_run_dir(out, name, prepare=prepare)
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return run_dir, locks[0]
+
+
 async def run_send(
     campaign: Campaign,
     options: SendOptions,
@@ -375,31 +548,26 @@ async def run_send(
     if not 1 <= qps <= 250:
         raise ConfigError(f"--qps must be from 1 to 250 (got {qps})")
     run_dir: Path | None = None
+    starts = True  # a new run, or a resume of one that stopped before it recorded its campaign
     if options.resume is not None:
-        _, recorded_input, recorded = load_run(options.resume)
-        recorded.close()
-        path = options.input_path or recorded_input  # the list the run started with
+        recorded_input = _recorded_input(options.resume)
+        starts = recorded_input is None
+        path = options.input_path or recorded_input or resolve_input(campaign, None)
         run_dir = options.resume
     else:
         path = resolve_input(campaign, options.input_path)
     table = open_campaign_input(campaign, path, plan)
     meta = _campaign_meta(campaign, path)
+    meta["destination"] = _destination(options.endpoint, sandbox is not None)
+    want_xlsx = table.kind == "xlsx" if options.xlsx is None else options.xlsx
+    meta["report_xlsx"] = "yes" if want_xlsx else "no"
+    registry = RunRegistry(warn=lambda message: say(f"warning: {message}"))
 
     tally = _validate_all(plan, table)
     invalid = tally.rows - tally.count(Status.WOULD_SEND)
-    if run_dir is None:
-        earlier = find_unfinished_runs(options.out, meta)
-        if (
-            earlier
-            and not options.yes
-            and not confirm(
-                f"an earlier run of this campaign and list is unfinished ({earlier[-1]}); "
-                f"resume it with --resume {earlier[-1]}. Start a NEW run anyway?"
-            )
-        ):
-            raise ConfigError(
-                f"not started; to continue the earlier run use --resume {earlier[-1]}"
-            )
+    if starts and not options.again:
+        earlier = find_earlier_runs(options.out, meta, registry)
+        _check_earlier_runs(earlier, options, confirm, sandbox=sandbox is not None)
     if (
         invalid
         and not options.yes
@@ -413,10 +581,17 @@ async def run_send(
             "to send the valid rows"
         )
 
-    run_dir = run_dir or new_run_dir(options.out, campaign.name)
-    lock = RunLock(run_dir)
-    lock.acquire()
-    journal = Journal.in_run(run_dir)
+    if run_dir is None:
+        run_dir, lock = _create_run(options.out, campaign.name, meta)
+    else:
+        lock = RunLock(run_dir)
+        lock.acquire()
+    try:
+        journal = Journal.in_run(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    registry.record(campaign.name, run_dir)
     try:
         old = journal.meta()
         if old:
@@ -436,6 +611,8 @@ async def run_send(
                         f"warning: resending {reopened} unknown rows — they may already have "
                         "been delivered, so those recipients may get the message twice"
                     )
+            if options.xlsx is not None:  # --format given: the run's formats from now on
+                journal.set_meta({"report_xlsx": meta["report_xlsx"]})
         else:
             journal.set_meta(meta)
         journal.set_meta({"finished": "no"})
@@ -449,8 +626,7 @@ async def run_send(
         send_seconds, cpu_seconds = time.perf_counter() - send_started, _cpu_seconds() - cpu_started
         journal.settle_interrupted()  # after an abort, in-flight rows are unknown
         journal.set_meta({"finished": "yes" if not pool.stopping else "no"})
-        want_xlsx = table.kind == "xlsx" if options.xlsx is None else options.xlsx
-        final = rebuild_report(run_dir, plan, table, journal, xlsx=want_xlsx)
+        final = rebuild_report(run_dir, plan, table, journal)  # in the run's formats
         seconds = time.perf_counter() - started
         stats = pool.stats
         send_span = (

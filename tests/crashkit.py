@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -89,8 +90,7 @@ class Sandbox:
             str(self.port),
             "--latency-ms",
             str(self.latency_ms),
-            "--log",
-            str(self.log),
+            *(["--log", str(self.log)] if self.log is not None else []),
             *self.extra,
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -154,9 +154,32 @@ def wait_for_run(out: Path, timeout: float = 20) -> Path | None:
     return found
 
 
-def send_args(campaign: Path, out: Path, url: str, resume: Path | None) -> list[str]:
+def wait_for_sent(folder: Path, at_least: int = 1, timeout: float = 60) -> None:
+    """Until the run has journaled ``at_least`` sent rows: it is past its start, sending."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            db = sqlite3.connect(folder / "journal.sqlite", timeout=5)
+            try:
+                (sent,) = db.execute("SELECT count(*) FROM rows WHERE state='sent'").fetchone()
+            finally:
+                db.close()
+            if sent >= at_least:
+                return
+        except sqlite3.Error:
+            pass  # the table is not there yet
+        time.sleep(0.05)
+    raise AssertionError(f"no {at_least} sent rows in {folder} after {timeout} s")
+
+
+def send_args(
+    campaign: Path, out: Path, url: str, resume: Path | None, *, again: bool = False
+) -> list[str]:
+    """``again``: a new run of a campaign and list that an earlier run already sent."""
     args = ["send", str(campaign), "--endpoint", url, "--out", str(out), "--yes", "--json"]
-    return [*args, "--resume", str(resume)] if resume else args
+    if resume:
+        return [*args, "--resume", str(resume)]
+    return [*args, "--again"] if again else args
 
 
 def read_report(path: Path) -> list[dict[str, str]]:
