@@ -6,24 +6,27 @@ Exit codes: 0 every row sent (or would be); 3 finished but some rows were not;
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial, wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.config import load_campaign
-from campaigner.errors import CampaignerError
+from campaigner.errors import CampaignerError, meaningful_leaf, storage_problem
 from campaigner.outcomes import Status
 from campaigner.runs import Tally, private_umask
+from campaigner.terminal import printable
 
 if TYPE_CHECKING:  # the send stack (aiohttp, anyio, the simulator) loads only when used
     from campaigner.pool import PoolStats
@@ -34,57 +37,119 @@ if TYPE_CHECKING:  # the send stack (aiohttp, anyio, the simulator) loads only w
 __all__ = ("cli", "main")
 
 EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 141
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(message: str, code: int = EXIT_ABORTED) -> None:
-    click.echo(f"error: {message}", err=True)
+def _echo(text: str, *, err: bool = False) -> None:
+    """Print a line that may carry untrusted text: cells, column and file names, CAMS
+    messages. Control, escape and bidi characters are shown escaped, never interpreted."""
+    click.echo(printable(text), err=err)
+
+
+def _fail(
+    message: str,
+    code: int = EXIT_ABORTED,
+    *,
+    as_json: bool = False,
+    details: Mapping[str, Any] | None = None,
+) -> NoReturn:
+    """One line on stderr; with ``--json`` also one JSON object on stdout; then exit."""
+    _echo(f"error: {message}", err=True)
+    if as_json:
+        obj = {**(details or {}), "error": message, "exit_code": code}
+        click.echo(json.dumps(obj, default=str))
     sys.exit(code)
 
 
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM while no graceful stop is set up (the send pool and the report
+    rebuild have their own). A KeyboardInterrupt, so that whatever lets Ctrl-C through
+    (anyio, asyncio, ``except Exception``) lets SIGTERM through too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Interrupted(signum)
+
+
+class _Stage:
+    """What an interrupt outside the send means for the user; the send command updates it."""
+
+    after_stop = "nothing was sent"
+
+
+def _explain(exc: BaseException) -> tuple[str, int, dict[str, Any]]:
+    """The one place that turns an exception into (message, exit code, JSON details)."""
+    if isinstance(exc, CampaignerError):
+        return str(exc), exc.exit_code, exc.details
+    if isinstance(exc, click.exceptions.Abort):  # a question answered with Ctrl-C or Ctrl-D
+        interrupt = exc.__context__
+        if isinstance(interrupt, KeyboardInterrupt):
+            return _explain(interrupt)
+        return f"no answer to the question; {_Stage.after_stop}", EXIT_ABORTED, {}
+    if isinstance(exc, KeyboardInterrupt):
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        return f"stopped by {name}; {_Stage.after_stop}", 128 + signum, {}
+    problem = storage_problem(exc)
+    if problem is not None:
+        message = f"{problem.describe()}; {_Stage.after_stop}; {problem.remedy}, then try again"
+        return message, EXIT_ABORTED, {}
+    # A bug: say so plainly, keep the traceback for -v / logs.
+    logging.getLogger("campaigner").debug("unexpected error", exc_info=exc)
+    return (
+        f"unexpected internal error ({type(exc).__name__}: {exc}); nothing was lost: "
+        "the report and journal in the run folder are intact. Please report this bug.",
+        EXIT_ABORTED,
+        {},
+    )
+
+
 def handle_errors(func: F) -> F:
-    """Catch run-level errors once: a clear message and an exit code, never a traceback."""
+    """Map every exception to one message and an exit code, once: never a traceback.
+
+    Exception groups from anyio task groups are unwrapped to the leaf that explains them.
+    With ``--json``, stdout gets one JSON object: the error, the exit code and whatever
+    the error knows about the run (run_dir, counts).
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
-        except CampaignerError as exc:
-            _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted before sending started; nothing was sent", 130)
-        except _Terminated:
-            _fail("terminated before sending started; nothing was sent", 143)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
-        except BrokenPipeError:
-            # The reader went away (`| head`): the run itself is complete, so exit quietly.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(141)
-        except Exception as exc:  # a bug: say so plainly, keep the traceback for -v / logs
-            logging.getLogger("campaigner").debug("unexpected error", exc_info=True)
-            _fail(
-                f"unexpected internal error ({type(exc).__name__}: {exc}); nothing was lost: "
-                "the report and journal in the run folder are intact. Please report this bug."
-            )
+        except BaseException as exc:
+            leaf = meaningful_leaf(exc)
+            if isinstance(leaf, click.exceptions.Exit | click.ClickException | SystemExit):
+                raise leaf from None
+            if isinstance(leaf, BrokenPipeError):
+                # The reader went away (`| head`): the run itself is complete, so exit quietly.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(EXIT_BROKEN_PIPE)
+            message, code, details = _explain(leaf)
+            _fail(message, code, as_json=as_json, details=details)
 
     return wrapper  # type: ignore[return-value]
 
 
-class _Terminated(BaseException):
-    """SIGTERM before the send pool installed its own graceful handler."""
+class _PrintableFormatter(logging.Formatter):
+    """Log lines may quote CAMS messages and file names: escaped like every printed line
+    (the traceback of ``-v`` is left as it is)."""
 
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     # httpx logs full URLs at INFO; our URLs carry message parameters.
     for name in ("httpx", "httpcore", "aiohttp.access", "hpack"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -117,34 +182,32 @@ def _label(status: Status) -> str:
 
 def print_tally(tally: Tally, *, head: Status) -> None:
     """Rows read, the ``head`` status first, then every other status that occurred."""
-    click.echo(f"  {'rows read':<14}{_n(tally.rows):>12}")
-    click.echo(f"  {_label(head):<14}{_n(tally.count(head)):>12}")
+    _echo(f"  {'rows read':<14}{_n(tally.rows):>12}")
+    _echo(f"  {_label(head):<14}{_n(tally.count(head)):>12}")
     for status in Status:
         count = tally.count(status)
         if status is head or not count:
             continue
-        click.echo(f"  {_label(status):<14}{_n(count):>12}")
+        _echo(f"  {_label(status):<14}{_n(count):>12}")
         if status in (Status.INVALID, Status.FAILED):
             reasons = [r for r in tally.as_dict()["invalid_reasons"] if r["status"] == status]
             for entry in reasons[:10]:
                 rows = ", ".join(str(r) for r in entry["first_rows"])
                 more = ", …" if entry["count"] > len(entry["first_rows"]) else ""
-                click.echo(f"      {entry['count']:>6} × {entry['reason']} (rows {rows}{more})")
+                _echo(f"      {entry['count']:>6} × {entry['reason']} (rows {rows}{more})")
 
 
 def _print_preview(result: PreviewResult) -> None:
-    click.echo(f"Preview of {result.input_path}")
+    _echo(f"Preview of {result.input_path}")
     print_tally(result.tally, head=Status.WOULD_SEND)
-    click.echo(
-        f"  estimated send time at {result.qps}/s: {_duration(result.estimated_send_seconds)}"
-    )
+    _echo(f"  estimated send time at {result.qps}/s: {_duration(result.estimated_send_seconds)}")
     if result.examples:
-        click.echo("First rendered calls (recipient masked):")
+        _echo("First rendered calls (recipient masked):")
         for query in result.examples:
-            click.echo("  " + json.dumps(query, ensure_ascii=False))
-    click.echo(_report_line(result.run_dir))
+            _echo("  " + json.dumps(query, ensure_ascii=False))
+    _echo(_report_line(result.run_dir))
     rate = result.tally.rows / max(result.seconds, 1e-9)
-    click.echo(f"Done in {result.seconds:.2f} s ({rate:,.0f} rows/s)")
+    _echo(f"Done in {result.seconds:.2f} s ({rate:,.0f} rows/s)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -153,7 +216,8 @@ def cli() -> None:
     """Send chat-app campaigns (WhatsApp, Messenger, Instagram, Viber) from a spreadsheet
     through Alibaba Cloud Chat App Message Service."""
     private_umask()
-    signal.signal(signal.SIGTERM, _terminate)  # a clean exit, not a silent kill
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a clean exit, not a silent kill
+        signal.signal(signum, _terminate)
 
 
 campaign_arg = click.argument("campaign_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -211,7 +275,7 @@ def preview(
     _setup_logging(False)
     campaign = load_campaign(campaign_file)
     for warning in campaign.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _echo(f"warning: {warning}", err=True)
     result = run_preview(campaign, input_path=input_path, out=out, xlsx=_want_xlsx(report_format))
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary()}))
@@ -278,23 +342,23 @@ class _Progress:
 def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         return False  # never prompt without a terminal: scheduled runs pass --yes
-    return click.confirm(question, default=False, err=True)
+    return click.confirm(printable(question), default=False, err=True)
 
 
 def _print_send(result: SendResult) -> None:
     summary = result.summary
-    click.echo(f"Sent campaign {summary['name']} to {summary['endpoint']}")
+    _echo(f"Sent campaign {summary['name']} to {summary['endpoint']}")
     print_tally(result.tally, head=Status.SENT)
     rate = summary.get("achieved_rate")
-    click.echo(
+    _echo(
         f"  requests {summary['requests']:,} (retries {summary['retries']:,}, "
         f"throttled {summary['throttled']:,})" + (f" · {rate:,.1f} msg/s" if rate else "")
     )
     if summary.get("by_code"):
         codes = ", ".join(f"{k} {v:,}" for k, v in summary["by_code"].items())
-        click.echo(f"  answers by code: {codes}")
-    click.echo(_report_line(result.run_dir))
-    click.echo(f"Done in {_duration(result.seconds)}")
+        _echo(f"  answers by code: {codes}")
+    _echo(_report_line(result.run_dir))
+    _echo(f"Done in {_duration(result.seconds)}")
 
 
 @cli.command()
@@ -359,7 +423,7 @@ def send(
     _setup_logging(verbose)
     campaign = load_campaign(campaign_file)
     for warning in campaign.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _echo(f"warning: {warning}", err=True)
     sandbox_cm = None
     if sandbox:
         credentials = Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET)
@@ -386,7 +450,7 @@ def send(
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
 
     def say(message: str) -> None:
-        click.echo(message, err=True)
+        _echo(message, err=True)
 
     try:
         result = anyio.run(
@@ -412,12 +476,24 @@ def send(
 
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Fixed latency.")
 @click.option(
-    "--jitter-ms", type=float, default=0.0, show_default=True, help="Random extra latency."
+    "--latency-ms", type=click.FloatRange(0), default=0.0, show_default=True, help="Fixed latency."
+)
+@click.option(
+    "--jitter-ms",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Random extra latency.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for latency and faults.")
-@click.option("--qps-limit", type=int, default=250, show_default=True, help="Throttle above this.")
+@click.option(
+    "--qps-limit",
+    type=click.IntRange(1),
+    default=250,
+    show_default=True,
+    help="Throttle above this.",
+)
 @click.option(
     "--fault",
     "faults",
@@ -444,7 +520,7 @@ def send(
 )
 @click.option(
     "--hang-s",
-    type=float,
+    type=click.FloatRange(0),
     default=60.0,
     show_default=True,
     help="How long timeout_after answers hang.",
@@ -481,42 +557,77 @@ def sandbox(
 
     _setup_logging(False)
 
-    def pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    # Every bad value is a usage error (exit 2) naming its option, before anything starts.
+    def pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
         out = {}
         for value in values:
             key, sep, val = value.partition("=")
             if not sep or not key or not val:
-                raise click.BadParameter(f"{value!r} is not {what}")
+                raise click.BadParameter(f"{value!r} is not {what}", param_hint=option)
             out[key] = val
         return out
 
-    rates = {k: float(v) for k, v in pairs(faults, "NAME=RATE").items()}
-    try:
-        spans = []
-        for spec in windows:
-            start, duration, fault, *rate = spec.split(":")
-            spans.append(
-                FaultWindow(float(start), float(duration), fault, float(rate[0]) if rate else 1.0)
+    def number(text: str, option: str, spec: str, what: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise click.BadParameter(f"{spec!r}: {what} must be a number >= 0", param_hint=option)
+        return value
+
+    rates = {
+        name: number(rate, "'--fault'", f"{name}={rate}", "RATE")
+        for name, rate in pairs(faults, "'--fault'", "NAME=RATE").items()
+    }
+    spans = []
+    for spec in windows:
+        parts = spec.split(":")
+        if len(parts) not in (3, 4):
+            raise click.BadParameter(
+                f"{spec!r} is not START:SECONDS:FAULT[:RATE]", param_hint="'--window'"
             )
+        start, duration = (number(v, "'--window'", spec, "START and SECONDS") for v in parts[:2])
+        rate = number(parts[3], "'--window'", spec, "RATE") if len(parts) == 4 else 1.0
+        spans.append(FaultWindow(start, duration, parts[2], rate))
+    try:
         plan = FaultPlan(
             rates=rates,
-            fail_recipients=pairs(fail_recipients, "TO=CODE"),
+            fail_recipients=pairs(fail_recipients, "'--fail-recipient'", "TO=CODE"),
             windows=spans,
             hang_s=hang_s,
         )
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="'--fault' / '--window'") from None
     config = SimulatorConfig(
         latency_ms=latency_ms, jitter_ms=jitter_ms, seed=seed, qps_limit=qps_limit, faults=plan
     )
     if keys:
-        config.credentials = pairs(keys, "ID=SECRET")
-    run_forever(
-        config,
-        port,
-        log_path,
-        on_ready=lambda url: click.echo(f"CAMS simulator on {url} (Ctrl-C to stop)", err=True),
-    )
+        config.credentials = pairs(keys, "'--key'", "ID=SECRET")
+    if log_path is not None:
+        try:  # the simulator appends to it (0600: it holds phone numbers)
+            os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        except OSError as exc:
+            raise click.BadParameter(
+                printable(f"cannot write {log_path}: {exc.strerror}"), param_hint="'--log'"
+            ) from None
+    try:
+        run_forever(
+            config,
+            port,
+            log_path,
+            on_ready=lambda url: _echo(f"CAMS simulator on {url} (Ctrl-C to stop)", err=True),
+        )
+    except Exception as exc:
+        leaf = meaningful_leaf(exc)
+        bind_errors = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+        if not isinstance(leaf, OSError) or leaf.errno not in bind_errors:
+            raise
+        hint = " (0 picks a free one)" if leaf.errno == errno.EADDRINUSE else ""
+        raise CampaignerError(
+            f"cannot listen on 127.0.0.1:{port}: {os.strerror(leaf.errno)}; "
+            f"choose another --port{hint}"
+        ) from None
 
 
 # -- report and reconcile ---------------------------------------------------------------
@@ -536,9 +647,9 @@ def report(run_dir: Path, report_format: str) -> None:
 
     _setup_logging(False)
     tally = rebuild_run_report(run_dir, _want_xlsx(report_format))
-    click.echo(f"Report of {run_dir}")
+    _echo(f"Report of {run_dir}")
     print_tally(tally, head=Status.SENT)
-    click.echo(_report_line(run_dir))
+    _echo(_report_line(run_dir))
     sys.exit(EXIT_OK if tally.count(Status.SENT) == tally.rows else EXIT_INCOMPLETE)
 
 
@@ -583,7 +694,7 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
                         journal,
                         client,
                         grace_s=grace_s,
-                        say=lambda m: click.echo(m, err=True),
+                        say=lambda m: _echo(m, err=True),
                     )
 
             result = anyio.run(settle)
@@ -591,8 +702,8 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
         finally:
             journal.close()
     if result.interrupted:
-        click.echo(f"{result.interrupted} rows were in flight when the run stopped: looked up")
-    click.echo(
+        _echo(f"{result.interrupted} rows were in flight when the run stopped: looked up")
+    _echo(
         f"Reconciled {run_dir}: {result.found_sent} found sent, {result.not_sent} confirmed "
         f"not sent (a --resume sends them), {result.still_unknown} still unknown, "
         f"{result.lookup_errors} lookups failed"
@@ -601,5 +712,17 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
     sys.exit(EXIT_OK if not result.still_unknown and not result.lookup_errors else EXIT_INCOMPLETE)
 
 
-def main() -> None:
-    cli()
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI. Usage errors exit 2 with click's message; with ``--json`` stdout also
+    gets the one JSON object every other outcome prints."""
+    argv = sys.argv[1:] if args is None else args
+    try:
+        code = cli.main(args=argv, prog_name="campaigner", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        if "--json" in argv:
+            click.echo(json.dumps({"error": exc.format_message(), "exit_code": exc.exit_code}))
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort as exc:  # Ctrl-C while click itself was reading arguments
+        _fail(*_explain(exc)[:2], as_json="--json" in argv)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -9,6 +9,8 @@ every string of which is a Jinja template rendered against the row.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,6 +21,7 @@ from campaigner.channels import PARAMETERS, unknown_keys
 from campaigner.errors import ConfigError
 
 __all__ = (
+    "MAX_CAMPAIGN_BYTES",
     "MAX_QPS",
     "Campaign",
     "SendSettings",
@@ -28,6 +31,7 @@ __all__ = (
 )
 
 MAX_QPS = 250  # SendChatappMessage's per-account limit
+MAX_CAMPAIGN_BYTES = 1 << 20  # a campaign is a page of TOML; more is a wrong file
 
 _TOP_KEYS = ("name", "input", "sheet", "encoding", "send", "message")
 _SEND_KEYS = ("qps", "default_region", "max_attempts", "timeout_s", "outage_limit_s")
@@ -195,14 +199,56 @@ def parse_campaign(data: Mapping[str, Any], *, base_dir: Path | None = None) -> 
     )
 
 
-def load_campaign(path: Path) -> Campaign:
-    """Read and check a campaign file."""
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+def _read_campaign_bytes(path: Path) -> bytes:
+    """A regular file's bytes, at most MAX_CAMPAIGN_BYTES.
+
+    A FIFO would block the open (and the read) forever and /dev/zero never ends, so the
+    file is opened without blocking and checked with fstat before anything is read.
+    """
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(f"campaign file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read campaign file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        kind = _not_regular(info.st_mode)
+        if kind is not None:
+            raise ConfigError(f"campaign file {path} is {kind}, not a regular file")
+        limit = MAX_CAMPAIGN_BYTES
+        if info.st_size > limit:
+            raise ConfigError(
+                f"campaign file {path} is {info.st_size:,} bytes; the limit is {limit:,} (1 MiB)"
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(limit + 1)  # a file that grows meanwhile is still bounded
+    except OSError as exc:
+        raise ConfigError(f"cannot read campaign file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > limit:
+        raise ConfigError(f"campaign file {path} is larger than {limit:,} bytes (1 MiB)")
+    return raw
+
+
+def load_campaign(path: Path) -> Campaign:
+    """Read and check a campaign file (a regular file of at most 1 MiB)."""
+    raw = _read_campaign_bytes(path)
     try:
         data = tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:

@@ -13,10 +13,21 @@ The CLI catches ``CampaignerError`` once and maps it to a message and an exit co
     ├── AccountError           CAMS refused the account itself (bad key, signature, permission)
     ├── UnreachableError       CAMS could not be reached for longer than [send] outage_limit_s
     ├── JournalError           the run journal is unusable, locked, or does not match the input
+    ├── StorageError           a file could not be written: disk full, read-only, name too long
     └── InterruptedRunError    the run was stopped by a signal (graceful stop)
+
+Foreign exceptions reach the CLI as they are; ``meaningful_leaf`` finds the one that matters
+inside anyio's exception groups, and ``storage_problem`` puts file-system failures (OSError,
+SQLite's "disk is full") in words, so only real bugs are reported as internal errors.
 """
 
 from __future__ import annotations
+
+import errno
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = (
     "AccountError",
@@ -34,9 +45,25 @@ __all__ = (
 
 
 class CampaignerError(Exception):
-    """Root of every run-level failure. ``str(err)`` is the message shown to the user."""
+    """Root of every run-level failure. ``str(err)`` is the message shown to the user.
+
+    ``details`` holds what is known about the run when it failed (run_dir, counts), which
+    ``--json`` prints with the message.
+    """
 
     exit_code: int = 1
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        exit_code: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+        self.details: dict[str, Any] = dict(details or {})
 
 
 class ConfigError(CampaignerError):
@@ -75,7 +102,109 @@ class JournalError(CampaignerError):
     """The run journal is locked by another process, damaged, or belongs to other input."""
 
 
+class StorageError(CampaignerError):
+    """A file or folder could not be created or written (disk full, read-only file system,
+    permission denied, name too long); the message says what was already sent and what to do."""
+
+
 class InterruptedRunError(CampaignerError):
     """The run stopped on a signal after finishing in-flight work."""
 
     exit_code = 130
+
+
+@dataclass(frozen=True, slots=True)
+class StorageProblem:
+    """A file-system failure in words: ``what`` happened (to ``path``) and the ``remedy``."""
+
+    what: str
+    path: str | None
+    remedy: str
+
+    def describe(self, fallback_path: object = None) -> str:
+        path = self.path or (str(fallback_path) if fallback_path is not None else None)
+        return f"{self.what}: {path}" if path else self.what
+
+
+_FREE_SPACE = "free space"
+_BY_ERRNO: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("the disk is full", _FREE_SPACE),
+    errno.EDQUOT: ("the disk quota is exhausted", _FREE_SPACE),
+    errno.EFBIG: ("the file size limit was reached", "raise the file size limit (ulimit -f)"),
+    errno.EROFS: ("the file system is read-only", "use a writable folder (--out)"),
+    errno.EACCES: ("permission denied", "fix the folder's permissions or use --out"),
+    errno.EPERM: ("operation not permitted", "fix the folder's permissions or use --out"),
+    errno.ENAMETOOLONG: ("the file name is too long", "use a shorter --out path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "use a folder for --out"),
+    errno.EEXIST: ("a file of that name is in the way", "use a folder for --out"),
+    errno.EIO: ("the disk reported an input/output error", "check the disk"),
+    errno.ENOENT: ("no such file or folder (deleted meanwhile?)", "check the path"),
+    errno.EMFILE: ("too many open files", "raise the open-file limit (ulimit -n)"),
+    errno.ENFILE: ("too many open files on this machine", "close other programs"),
+}
+# SQLite reports file-system failures as result codes; the primary code is the low byte.
+_BY_SQLITE_CODE: dict[int, tuple[str, str]] = {
+    13: ("the disk is full", _FREE_SPACE),  # SQLITE_FULL
+    10: ("a disk write failed (full, a size limit, or a faulty disk)", "free space"),  # IOERR
+    8: ("the file system is read-only", "use a writable folder (--out)"),  # SQLITE_READONLY
+    14: ("the journal file cannot be opened", "check the run folder's permissions"),
+    3: ("permission denied", "fix the folder's permissions"),  # SQLITE_PERM
+}
+
+
+def storage_problem(exc: BaseException | None) -> StorageProblem | None:
+    """``exc`` in words if it (or what it was raised from) is a file-system failure, else None.
+
+    One of our errors is looked through (``__cause__``, else ``__context__``) because
+    wrappers such as JournalError are raised ``from None`` over the SQLite error that says
+    "disk is full". Other exceptions are not: a bug raised while handling an OSError is a bug.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
+            what, remedy = _BY_ERRNO[exc.errno]
+            path = exc.filename
+            return StorageProblem(what, None if path is None else str(path), remedy)
+        if isinstance(exc, sqlite3.Error):
+            code = getattr(exc, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF in _BY_SQLITE_CODE:
+                what, remedy = _BY_SQLITE_CODE[code & 0xFF]
+                return StorageProblem(what, None, remedy)
+            return None
+        if not isinstance(exc, CampaignerError):
+            return None
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def meaningful_leaf(exc: BaseException) -> BaseException:
+    """The exception that explains a failure, from inside (nested) exception groups.
+
+    A task group wraps what one task raised and adds the cancellations of the others; the
+    leaf that matters is, in this order: a signal (KeyboardInterrupt, SystemExit), one of our
+    errors, a file-system failure, any other exception, and only then a cancellation.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+
+    def rank(leaf: BaseException) -> int:
+        if isinstance(leaf, KeyboardInterrupt | SystemExit):
+            return 0
+        if isinstance(leaf, CampaignerError):
+            return 1
+        if storage_problem(leaf) is not None:
+            return 2
+        if isinstance(leaf, Exception):
+            return 3
+        return 4  # cancellations and other BaseExceptions
+
+    return min(leaves, key=rank) if leaves else exc

@@ -23,7 +23,7 @@ CANARY_ID, CANARY_SECRET, CANARY_TOKEN = (
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
     return subprocess.run(
@@ -33,9 +33,28 @@ def cli(
         text=True,
         env=base | (env or {}),
         cwd=cwd,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line a failed command prints, with no traceback."""
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    return line
+
+
+def sample_campaign(folder: Path, **replace: str) -> Path:
+    """The sample template campaign with its list by absolute path, and edits."""
+    text = (SAMPLES / "whatsapp_template.toml").read_text()
+    text = text.replace('input = "recipients.csv"', f'input = "{SAMPLES}/recipients.csv"')
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = folder / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def only_run(out: Path) -> Path:
@@ -246,3 +265,100 @@ def test_a_closed_stdout_is_not_an_internal_error(tmp_path: Path) -> None:
     proc.wait(timeout=120)
     assert "internal error" not in err
     assert (only_run(tmp_path) / "report.csv").exists()
+
+
+# -- hardening: bad campaign files, usage errors, JSON, the terminal -------------------------
+
+
+def test_a_fifo_or_a_device_as_campaign_file_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "campaign.toml"
+    os.mkfifo(fifo)  # nobody ever writes to it: opening it for reading would block forever
+    result = cli("preview", str(fifo), "--out", str(tmp_path / "out"), timeout=60)
+    assert result.returncode == 1
+    assert one_line_error(result) == (
+        f"error: campaign file {fifo} is a named pipe (FIFO), not a regular file"
+    )
+    result = cli("send", "/dev/zero", "--sandbox", "--yes", "--out", str(tmp_path), timeout=60)
+    assert result.returncode == 1
+    assert "/dev/zero is a character device" in one_line_error(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_campaign_file_over_1_mib_is_refused(tmp_path: Path) -> None:
+    big = sample_campaign(tmp_path)
+    with big.open("a") as f:
+        f.write("#" * (1 << 20) + "\n")  # a valid TOML comment, just too big
+    result = cli("preview", str(big), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "the limit is 1,048,576 (1 MiB)" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fault", "unavailable_503=abc"], "'unavailable_503=abc': RATE must be a number"),
+        (["--fault", "unavailable_503"], "'unavailable_503' is not NAME=RATE"),
+        (["--fault", "bogus=0.1"], "unknown fault names: ['bogus']"),
+        (["--window", "10"], "'10' is not START:SECONDS:FAULT[:RATE]"),
+        (["--window", "a:10:refuse"], "START and SECONDS must be a number"),
+        (["--qps-limit", "0"], "0 is not in the range x>=1"),
+        (["--log", "/no/such/folder/accepted.jsonl"], "cannot write /no/such/folder/accepted"),
+    ],
+)
+def test_simulator_argument_errors_are_usage_errors(args: list[str], message: str) -> None:
+    result = cli("sandbox", "--port", "0", *args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_simulator_on_a_port_in_use_is_a_one_line_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("sandbox", "--port", str(port), timeout=60)
+    assert result.returncode == 1
+    assert one_line_error(result) == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "choose another --port (0 picks a free one)"
+    )
+
+
+def test_with_json_every_error_is_one_json_object_on_stdout(tmp_path: Path) -> None:
+    usage = cli("send", "x.toml", "--qps", "999", "--json")
+    assert usage.returncode == 2
+    assert json.loads(usage.stdout) == {
+        "error": "Invalid value for '--qps': 999 is not in the range 1<=x<=250.",
+        "exit_code": 2,
+    }
+    missing = cli("preview", str(tmp_path / "nope.toml"), "--json")
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout) == {
+        "error": f"campaign file not found: {tmp_path / 'nope.toml'}",
+        "exit_code": 1,
+    }
+    no_key = cli("send", str(SAMPLES / "whatsapp_template.toml"), "--json", "--yes")
+    assert no_key.returncode == 1
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in json.loads(no_key.stdout)["error"]
+
+
+def test_control_sequences_in_column_names_do_not_reach_the_terminal(tmp_path: Path) -> None:
+    hostile = tmp_path / "list.csv"
+    # A header cell that clears the screen, and a cell with a bidi override.
+    hostile.write_text("ph\x1b[2Jone,first_name,coupon\n8613800138000,ann\u202e,X1\n")
+    result = cli("preview", str(sample_campaign(tmp_path)), "--input", str(hostile))
+    assert result.returncode == 1
+    assert "(did you mean 'ph\\x1b[2Jone'?)" in one_line_error(result)
+    # Cells reach the terminal in the rendered examples of a preview.
+    hostile.write_text("phone,first_name,coupon\n8613800138000,ann\u202egpj.exe,X1\x9b2J\n")
+    result = cli(
+        "preview", str(sample_campaign(tmp_path)), "--input", str(hostile),
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "\x9b" not in output and "\u202e" not in output
+    assert r'\"name\":\"Ann\u202egpj.exe\",\"code\":\"X1\x9b2J\"' in result.stdout
