@@ -1,10 +1,21 @@
-"""The run tally: counts, and the reasons rows were not sent, per status."""
+"""Run folders, the per-user record of runs, report temporary files, and the run tally."""
 
 from __future__ import annotations
 
-import polars as pl
+from datetime import UTC, datetime
+from pathlib import Path
 
-from campaigner.runs import ReportLayout, Tally
+import polars as pl
+import pytest
+
+from campaigner.runs import (
+    ReportLayout,
+    RunRegistry,
+    Tally,
+    new_run_dir,
+    remove_stale_report_temps,
+    report_writing,
+)
 
 
 def test_reasons_are_kept_per_status_and_failed_rows_show_the_answer() -> None:
@@ -30,3 +41,72 @@ def test_reasons_are_kept_per_status_and_failed_rows_show_the_answer() -> None:
         ("failed", "InvalidParameter.PhoneNumberError: invalid phone number", [3]),
         ("invalid", "contains letters", [2]),
     ]
+
+
+def test_a_run_folder_appears_only_once_prepared(tmp_path: Path) -> None:
+    seen: list[list[Path]] = []
+
+    def prepare(folder: Path) -> None:
+        (folder / "journal.sqlite").write_text("x")
+        seen.append(sorted(p for p in tmp_path.iterdir() if not p.name.startswith(".")))
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = new_run_dir(tmp_path, "spring", when, prepare=prepare)
+    second = new_run_dir(tmp_path, "spring", when, prepare=prepare)  # the same second
+    assert seen == [[], [first]]  # nothing under the run's name while it is prepared
+    assert (first.name, second.name) == ("spring-20260102T030405Z", "spring-20260102T030405Z-2")
+    assert (second / "journal.sqlite").exists()
+    assert oct(first.stat().st_mode & 0o777) == "0o700"
+
+    def fail(folder: Path) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        new_run_dir(tmp_path, "spring", when, prepare=fail)
+    assert sorted(tmp_path.iterdir()) == [first, second]  # no half-made folder, hidden or not
+
+
+def test_stale_report_temps_go_but_not_while_a_report_is_written(tmp_path: Path) -> None:
+    temps = [tmp_path / ".report.csv.a1b2.tmp", tmp_path / ".report.xlsx.c3d4.tmp"]
+    for temp in temps:
+        temp.write_text("half a report")
+    (tmp_path / "report.csv").write_text("the last complete report")
+    with report_writing(tmp_path):  # a writer at work (another process, as far as flock goes)
+        assert remove_stale_report_temps(tmp_path) == 0
+        assert all(t.exists() for t in temps)
+    assert remove_stale_report_temps(tmp_path) == 2
+    assert not any(t.exists() for t in temps)
+    assert (tmp_path / "report.csv").exists()
+
+
+def test_the_record_of_runs_finds_folders_by_campaign_name(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    registry = RunRegistry(warnings.append, tmp_path / "state" / "runs.jsonl")
+    registry.record("spring", tmp_path / "a")
+    registry.record("autumn", tmp_path / "b")
+    registry.record("spring", tmp_path / "a")  # recorded once
+    with (tmp_path / "state" / "runs.jsonl").open("a") as f:
+        f.write('{"name": "spring", "run_d')  # a torn line does not hide the others
+    assert registry.folders("spring") == [(tmp_path / "a").resolve()]
+    assert warnings == []
+
+
+def test_an_unusable_record_of_runs_is_one_warning(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    warnings: list[str] = []
+    registry = RunRegistry(warnings.append, tmp_path / "file" / "campaigner" / "runs.jsonl")
+    assert registry.folders("spring") == []
+    registry.record("spring", tmp_path / "a")
+    registry.record("spring", tmp_path / "b")
+    assert len(warnings) == 1 and "only under --out" in warnings[0]
+
+
+def test_the_record_of_runs_follows_xdg_state_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert RunRegistry(print).path == tmp_path / "xdg" / "campaigner" / "runs.jsonl"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/path")  # ignored, as the spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = RunRegistry(print).path
+    assert path == tmp_path / "home" / ".local" / "state" / "campaigner" / "runs.jsonl"
