@@ -72,7 +72,7 @@ def random_kills(rows: int, kills: int, seed: int) -> dict[str, object]:
     with Sandbox(folder_root / "accepted.jsonl", latency_ms=100) as sandbox:
         resume = None
         for _ in range(kills):
-            proc = campaigner(*send_args(campaign, out, sandbox.url, resume))
+            proc = campaigner(*send_args(campaign, out, sandbox.url, resume, again=True))
             time.sleep(rng.uniform(0.4, 1.6))
             finished = proc.poll() is not None
             proc.send_signal(signal.SIGKILL)
@@ -103,7 +103,10 @@ def targeted_kills(rows: int, per_point: int) -> dict[str, object]:
             out = folder_root / "out"
             with Sandbox(folder_root / "accepted.jsonl", latency_ms=30) as sandbox:
                 spec = f"{point}:{1 + n * 7}" if point != "report_write" else point
-                run(*send_args(campaign, out, sandbox.url, None), env={"CAMPAIGNER_CRASH_AT": spec})
+                run(
+                    *send_args(campaign, out, sandbox.url, None, again=True),
+                    env={"CAMPAIGNER_CRASH_AT": spec},
+                )
                 folder = run_dir(out)
                 if folder is None:
                     bad += 1
@@ -123,7 +126,7 @@ def sigterms(rows: int, count: int) -> dict[str, object]:
         campaign = write_campaign(folder_root / "c", rows)
         out = folder_root / "out"
         with Sandbox(folder_root / "accepted.jsonl", latency_ms=100) as sandbox:
-            proc = campaigner(*send_args(campaign, out, sandbox.url, None))
+            proc = campaigner(*send_args(campaign, out, sandbox.url, None, again=True))
             time.sleep(1.0 + n * 0.1)
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=60)
