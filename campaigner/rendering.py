@@ -18,10 +18,7 @@ Cells are trimmed before rendering and an empty cell is *undefined*, so
 from __future__ import annotations
 
 import re
-import signal
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,8 +27,8 @@ import jinja2.meta
 import jinja2.nodes as nodes
 import polars as pl
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from campaigner import templating
 from campaigner.columns import RENDER_ERROR, internal
 from campaigner.config import closest
 from campaigner.errors import ConfigError, MissingColumnsError
@@ -46,39 +43,12 @@ __all__ = (
 
 MAX_TEMPLATE_CHARS = 4096  # a template is a short parameter, not a program
 MAX_RENDERED_CHARS = 4096  # bounded output per parameter
-_RENDER_TIME_LIMIT_S = 2.0  # CPU guard for one render: the sandbox limits access, not time
-_MAX_OPERAND = 100_000  # `'a' * n` and `x ** n` beyond this are refused
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 # Work columns next to the template variables, which are input column names.
 _VALUE, _ERROR = internal("v"), internal("e")
 
 SlotKind = Literal["static", "column", "concat", "jinja"]
 Path_ = tuple[str | int, ...]
-
-
-class _RenderTimeout(Exception):
-    pass
-
-
-class _LimitedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus refusal of operators that build huge values."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > 64:
-                raise SecurityError("exponent too large")
-            return left**right
-        for a, b in ((left, right), (right, left)):
-            if isinstance(a, str | list | tuple) and isinstance(b, int) and b > _MAX_OPERAND:
-                raise SecurityError("repeated value too large")
-        return left * right
-
-
-_ENV = _LimitedSandbox(
-    undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +77,12 @@ def _classify(path: Path_, source: str) -> Slot:
     if len(source) > MAX_TEMPLATE_CHARS:
         raise ConfigError(f"[message] {label} is longer than {MAX_TEMPLATE_CHARS} characters")
     try:
-        ast = _ENV.parse(source)
-    except jinja2.TemplateSyntaxError as exc:
+        ast = templating.parse(source)
+        variables = tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
+    except jinja2.TemplateSyntaxError as exc:  # also an unknown filter or test
         raise ConfigError(
             f"[message] {label}: template error on line {exc.lineno}: {exc.message}"
         ) from None
-    variables = tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
     body = ast.body
     if len(body) == 1 and isinstance(body[0], nodes.Output):
         items = body[0].nodes
@@ -125,7 +95,13 @@ def _classify(path: Path_, source: str) -> Slot:
             return Slot(path, source, "concat", variables, parts)
     if not body:
         return Slot(path, source, "static", (), ((False, ""),))
-    return Slot(path, source, "jinja", variables, (), _ENV.from_string(source))
+    try:
+        template = templating.compile_template(source)
+    except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter
+        raise ConfigError(
+            f"[message] {label}: template error on line {exc.lineno}: {exc.message}"
+        ) from None
+    return Slot(path, source, "jinja", variables, (), template)
 
 
 def _part(node: nodes.Node) -> tuple[bool, str]:
@@ -160,44 +136,30 @@ def _copy(value: Any) -> Any:
     return value
 
 
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt a runaway render; only possible from the main thread (signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _expire(signum: int, frame: object) -> None:
-        raise _RenderTimeout
-
-    previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _render_one(
     template: jinja2.Template, context: dict[str, str], label: str
 ) -> tuple[str | None, str | None]:
+    """One render, in any thread, under the same bounds everywhere (time included)."""
     try:
-        with _time_limit(_RENDER_TIME_LIMIT_S):
-            text = template.render(context)
+        return templating.render(template, context, MAX_RENDERED_CHARS), None
+    except templating.OutputTooLong:
+        return None, _too_long(label)
+    except templating.LimitExceeded as exc:
+        return None, f"{label}: {exc}"
     except jinja2.UndefinedError as exc:
-        match = _UNDEFINED_NAME.search(str(exc))
-        name = match.group(1) if match else "a value"
-        return None, f"empty value in column '{name}' (needed for {label})"
-    except _RenderTimeout:
-        return None, f"{label}: the template took too long to render"
+        message = str(exc)
+        match = _UNDEFINED_NAME.fullmatch(message)
+        if match:
+            return None, _missing(match.group(1), label)
+        return None, f"{label}: {message}"[:300]  # e.g. "first_name has no attribute 'foo'"
     except SecurityError as exc:
-        return None, f"{label}: the template is not allowed to do that ({exc})"
+        return None, f"{label}: the template is not allowed to do that ({exc})"[:300]
     except Exception as exc:  # any template runtime error is this row's problem, never a crash
         return None, f"{label}: template error: {type(exc).__name__}: {exc}"[:300]
-    if len(text) > MAX_RENDERED_CHARS:
-        return None, f"{label} is too long after rendering ({len(text)} characters)"
-    return text, None
+
+
+def _too_long(label: str) -> str:
+    return f"{label} is too long after rendering (over {MAX_RENDERED_CHARS} characters)"
 
 
 def _missing(var: str, label: str) -> str:
@@ -282,7 +244,7 @@ class MessageTemplate:
                 pl.when(pl.col("e").is_not_null())
                 .then(pl.col("e"))
                 .when(too_long)
-                .then(pl.lit(f"{label} is too long after rendering"))
+                .then(pl.lit(_too_long(label)))
                 .otherwise(None)
             ).to_series()
             return result["v"], err.alias("e")
