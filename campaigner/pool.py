@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from campaigner.cams import Reply, ReplyKind
 from campaigner.client import CamsClient
@@ -181,7 +182,9 @@ class SendPool:
         await self.client.warm(self.pacer_settings.limit)
         try:
             async with anyio.create_task_group() as background:
-                background.start_soon(self._fill, feed)
+                ahead, batches = anyio.create_memory_object_stream[list[Job]](0)
+                background.start_soon(self._read_ahead, feed, ahead)
+                background.start_soon(self._fill, batches)
                 await self._dispatch()
                 # Stopped or done: requests in flight finish (and retries due are dropped).
                 while self.stats.in_flight:
@@ -200,23 +203,38 @@ class SendPool:
                 self._release_reserved()
                 await self.writer.flush()
 
-    async def _fill(self, feed: AsyncIterator[list[Job]]) -> None:
+    async def _read_ahead(
+        self, feed: AsyncIterator[list[Job]], ahead: MemoryObjectSendStream[list[Job]]
+    ) -> None:
+        """Get the next batch ready while the current one is sent.
+
+        Getting a batch ready (reading, checking, rendering and journaling a few thousand
+        rows) takes a few hundred ms, far more than the ~100 ms of intents queued ahead:
+        fetched only once the previous batch had run out, it left the dispatcher idle at
+        every batch boundary (a dip in the per-second rate every 5,000 rows).
+        """
+        async with ahead:
+            async for jobs in feed:
+                await ahead.send(jobs)  # returns once _fill takes it: one batch ahead
+
+    async def _fill(self, batches: MemoryObjectReceiveStream[list[Job]]) -> None:
         """Commit intents a few rows ahead and queue the rows for the dispatcher."""
         try:
-            async for jobs in feed:
-                self.stats.queued += len(jobs)
-                for start in range(0, len(jobs), _INTENT_CHUNK):
-                    while len(self._inbox) >= _READY_BUFFER:
-                        await self._changed.wait()
-                    chunk = jobs[start : start + _INTENT_CHUNK]
-                    for job in chunk:
-                        self._reserved[job.row] = job
-                    crash_point("before_intent")
-                    await self.writer.intents([j.row for j in chunk])
-                    self._inbox.extend(chunk)
-                    self._notify()
-                if self.quiet_gc:
-                    gc.freeze()  # this batch lives until sent: keep it out of gen-2 scans
+            async with batches:
+                async for jobs in batches:
+                    self.stats.queued += len(jobs)
+                    for start in range(0, len(jobs), _INTENT_CHUNK):
+                        while len(self._inbox) >= _READY_BUFFER:
+                            await self._changed.wait()
+                        chunk = jobs[start : start + _INTENT_CHUNK]
+                        for job in chunk:
+                            self._reserved[job.row] = job
+                        crash_point("before_intent")
+                        await self.writer.intents([j.row for j in chunk])
+                        self._inbox.extend(chunk)
+                        self._notify()
+                    if self.quiet_gc:
+                        gc.freeze()  # this batch lives until sent: keep it out of gen-2 scans
         finally:
             self._feed_done = True
             self._notify()

@@ -188,3 +188,30 @@ async def test_an_outage_is_described_and_bounded(tmp_path: Path) -> None:
     assert pool.stats.sent == pool.stats.unknown == 0
     assert set(journal.states().values()) == {"pending"}  # nothing left: resumable
     journal.close()
+
+
+async def test_the_next_batch_is_made_ready_while_the_current_one_is_sent(
+    tmp_path: Path,
+) -> None:
+    """Getting a batch ready takes a while (reading, checking, rendering): asked for only
+    once the previous batch had run out, it left a gap in the sends at every boundary."""
+    journal = journal_with(tmp_path / "j.sqlite", 300)
+    started_when_asked: list[int] = []
+    pool_box: list[SendPool] = []
+
+    async def slow_feed() -> AsyncIterator[list[Job]]:
+        for lo in range(0, 300, 100):
+            started_when_asked.append(pool_box[0].stats.started)
+            await anyio.sleep(0.2)  # preparing the batch
+            yield [Job(r, query(r)) for r in range(lo, lo + 100)]
+
+    async with serve(Simulator(SimulatorConfig(latency_ms=5))) as url:
+        async with CamsClient(CREDS, endpoint=url) as client:
+            pool = SendPool(client, JournalWriter(journal), pacer_settings=PacerSettings(limit=100))
+            pool_box.append(pool)
+            await pool.run(slow_feed())
+    assert pool.stats.sent == 300
+    # Batch 2 was asked for as soon as batch 1 was taken, long before its 100 rows (1 s at
+    # 100/s) had left; batch 3 likewise while batch 2 was being sent.
+    assert started_when_asked[1] < 50 and started_when_asked[2] < 150, started_when_asked
+    journal.close()
