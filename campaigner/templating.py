@@ -164,7 +164,7 @@ def _measure(value: Any, *, text: bool) -> tuple[int, int, int]:
             if text:
                 item._fail_with_undefined_error()
             return 9, 1, 0
-        if not isinstance(item, _CONTAINERS):
+        if not isinstance(item, _CONTAINERS) or (text and isinstance(item, Namespace)):
             if text:
                 raise LimitExceeded(f"a {type(item).__name__} cannot be written as text")
             return 1, 1, 0
@@ -174,7 +174,7 @@ def _measure(value: Any, *, text: bool) -> tuple[int, int, int]:
         if key in walking:  # a cycle, printed as [...]
             return 5, 1, 0
         if level >= MAX_DEPTH:
-            raise LimitExceeded(f"the template builds values nested over {MAX_DEPTH} deep")
+            raise LimitExceeded(f"the template builds values nested over {MAX_DEPTH} levels deep")
         walking.add(key)
         chars, items, depth = 2, 0, 0
         for child in _children(item):

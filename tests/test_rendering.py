@@ -288,6 +288,9 @@ def test_a_row_too_slow_to_render_is_never_sent(tmp_path: Path) -> None:
         ("{{ 'a'.split(',') | map('upper') }}", "To: a generator cannot be written as text"),
         ("{{ first_name.upper }}", "To: a builtin_function_or_method cannot be written as text"),
         ("{{ first_name.foo.bar }}", "To: first_name has no attribute 'foo'"),
+        ("{% set ns = namespace(a=1) %}{{ ns }}", "To: a Namespace cannot be written as text"),
+        ("{{ '%s' % (first_name.foo,) }}", "To: first_name has no attribute 'foo'"),
+        ("{{ '{}'.format(first_name['x']) }}", "To: first_name has no item 'x'"),
     ],
 )
 def test_undefined_attributes_and_items_are_row_errors_naming_them(
