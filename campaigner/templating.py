@@ -55,7 +55,7 @@ __all__ = (
 )
 
 MAX_STRING = 100_000  # characters in any one string a template builds
-MAX_ITEMS = 100_000  # items any one list/table a template builds unfolds to
+MAX_ITEMS = 100_000  # items any one list/table unfolds to (64 characters of text count one)
 MAX_DIGITS = 4_300  # digits of a number (Python's own limit for printing one)
 MAX_DEPTH = 64  # nesting of lists and tables
 MAX_BUILT = 2_000_000  # characters and items built by one render, in all (memory)
@@ -81,7 +81,10 @@ def _string_error() -> LimitExceeded:
 
 
 def _items_error() -> LimitExceeded:
-    return LimitExceeded(f"the template builds a list over {MAX_ITEMS} items")
+    return LimitExceeded(
+        f"the template builds a list or table over {MAX_ITEMS} items"
+        " (64 characters of text count as one)"
+    )
 
 
 def _number_error() -> LimitExceeded:
@@ -138,13 +141,14 @@ def _measure(value: Any, *, text: bool) -> tuple[int, int, int]:
     """(about how many characters ``str(value)`` has, how many items it unfolds to, depth).
 
     Shared references count each time they occur, as printing or comparing walks them;
-    each container is walked once. With ``text``, ``value`` is about to become text: an
-    Undefined anywhere inside raises its error and an object with no text form (a
-    function, a generator) is refused, instead of reaching the message as 'Undefined' or
-    an address.
+    each container is walked once. A text counts one item per 64 characters, as comparing
+    two equal texts that are not the same object reads them. With ``text``, ``value`` is
+    about to become text: an Undefined anywhere inside raises its error and an object with
+    no text form (a function, a generator) is refused, instead of reaching the message as
+    'Undefined' or an address.
     """
     if isinstance(value, str):
-        return len(value), 1, 0
+        return len(value), 1 + len(value) // 64, 0
     memo: dict[int, tuple[int, int, int]] = {}
     walking: set[int] = set()
     visits = 0
@@ -153,7 +157,7 @@ def _measure(value: Any, *, text: bool) -> tuple[int, int, int]:
         nonlocal visits
         visits += 1
         if isinstance(item, str | bytes):
-            return len(item) + 3, 1, 0  # quotes and a prefix
+            return len(item) + 3, 1 + len(item) // 64, 0  # quotes and a prefix
         if item is None or isinstance(item, bool | float | complex):
             return 24, 1, 0
         if isinstance(item, int):
@@ -331,6 +335,11 @@ class _BoundedFormatter(SandboxedFormatter):
     def __init__(self, env: jinja2.Environment, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)
         self.written = 0
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion is not None:  # !r, !s, !a: text made before format_field sees it
+            _text_size(value)
+        return super().convert_field(value, conversion)
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         for digits in _DIGITS.findall(format_spec):

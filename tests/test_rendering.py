@@ -147,7 +147,7 @@ print(json.dumps({"results": results, "peak_mib": peak}))
 """
 
 _STRING = "To: the template builds a string over 100000 characters"
-_LIST = "To: the template builds a list over 100000 items"
+_LIST = "To: the template builds a list or table over 100000 items"
 
 HUGE = [
     ("{{ ('a' * 100000 * 1000) | length }}", _STRING),
@@ -160,8 +160,9 @@ HUGE = [
     ("{{ first_name | indent(1500000000) | length }}", _STRING),
     ("{{ ('a,' * 50000) | replace(',', 'x' * 1000) | length }}", _STRING),
     ("{{ ('x' * 1000).join(['a'] * 99999) | length }}", _STRING),
-    ("{{ (['x' * 100000] * 30000) | join | length }}", _STRING),
-    ("{{ (['x' * 100000] * 30000) | string | length }}", _STRING),
+    ("{{ (['x' * 100000] * 30000) | join | length }}", _LIST),
+    ("{{ (['x' * 50000] * 3) | join | length }}", _STRING),
+    ("{{ (['x' * 50000] * 3) | string | length }}", _STRING),
     ("{{ lipsum(100000) | length }}", _STRING),
     (
         "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
@@ -176,6 +177,12 @@ HUGE = [
         "{% endfor %}{{ ns.l == ns.l }}",
         _LIST,
     ),
+    # equal texts that are not the same object: comparing reads 5 * 10**9 characters
+    (
+        "{% set a = 'x' * 100000 %}{% set b = 'x' * 99999 ~ 'x' %}{{ [a] * 50000 == [b] * 50000 }}",
+        _LIST,
+    ),
+    ("{{ '{!r}'.format(['x' * 50000] * 3) }}", _STRING),
     ("{{ 10 ** 2000000 }}", "To: the template builds a number over 4300 digits"),
 ]
 
