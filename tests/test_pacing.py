@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import deque
 
 from hypothesis import given, settings
@@ -42,6 +43,16 @@ def test_rate_is_held_just_under_the_limit() -> None:
     assert max_in_window(starts, 1.0) <= 250
 
 
+def test_late_wake_ups_cost_no_rate() -> None:
+    """A loaded loop wakes a few ms late (GIL switch interval, other processes): that
+    lateness is caught up, within the window guard, instead of being lost for good."""
+    rng = random.Random(7)
+    lateness = [rng.expovariate(1 / 0.001) for _ in range(1000)]  # 1 ms on average
+    starts = drive(Pacer(PacerSettings(limit=250)), 20.0, lateness)
+    assert len(starts) / 20.0 >= 247.5
+    assert max_in_window(starts, 1.0) <= 250
+
+
 def test_no_burst_at_start_up() -> None:
     starts = drive(Pacer(PacerSettings(limit=250)), 0.1)
     assert len(starts) <= 26  # 0.1 s at 250/s, not a bucket's worth at once
@@ -62,7 +73,8 @@ def test_no_burst_after_a_pause() -> None:
             continue
         pacer.start(now)
         started.append(now)
-    assert len(started) <= 27
+    assert len(started) <= 25 + 4  # 0.1 s at 250/s, and at most a few back to back
+    assert sum(1 for t in started if t == started[0]) <= 4
 
 
 @settings(max_examples=60, deadline=None)
