@@ -123,7 +123,7 @@ def build_query(message: Mapping[str, Any]) -> dict[str, str]:
 
 
 class ReplyKind(StrEnum):
-    """How one answer settles a row (reliability.md §2.3)."""
+    """How one answer settles a row (docs/row-states.md#retry-classes)."""
 
     SENT = "sent"  # 200 + Code OK
     FAILED = "failed"  # the row itself was rejected: final, not retried

@@ -1,7 +1,7 @@
 """What the SendChatappMessage reference allows, as data, and one checker for a call.
 
-The data follow the API reference (SendChatappMessage.txt, "Last Updated Mar 27, 2026") and
-cams-wire.md §3, §7 and §10. ``check_call`` reads a call in wire form (every parameter a
+The data follow the API reference ("Last Updated Mar 27, 2026"), summarized in
+docs/wire-format.md#parameter-rules. ``check_call`` reads a call in wire form (every parameter a
 string, exactly as it goes in the query) and lists what the server would reject, each with
 the CAMS error code it would answer. The CLI uses it to validate before sending and the
 simulator to answer like the server, so it never raises, whatever the input.
@@ -10,8 +10,8 @@ Decisions where the reference is silent or loose:
 
 - ``Type=template`` needs ``TemplateCode``. The reference names ``TemplateName`` but says
   only TemplateCode is required; nothing found says a name can replace the code for this
-  API (cams-wire §9 allows either only for SendChatappMassMessage), so a name alone is
-  rejected.
+  API (either is allowed only for SendChatappMassMessage: docs/wire-format.md#mass-send), so a
+  name alone is rejected.
 - Content field names are compared case-insensitively: the reference itself writes both
   ``Link`` and ``link``, ``FileName`` and ``fileName``, ``Caption`` and ``caption``.
 - A required Content field is missing if absent, null, blank text, or an empty object/array.
@@ -261,8 +261,8 @@ OBJECT_KEYS: Mapping[str, Any] = MappingProxyType(
 )
 _ITEM_NAMES = {"Sections": "section", "ProductItems": "product"}
 
-# Codes the server answers (cams-wire §7); ranges, enums and plain missing values have no
-# specific code there, so they get the generic one.
+# Codes the server answers (docs/wire-format.md#error-codes); ranges, enums and plain missing
+# values have no specific code there, so they get the generic one.
 _INVALID = "InvalidParameter"
 _MISSING_FIELD_CODES = {
     "text": "InvalidParameter.TextNotEmpty",

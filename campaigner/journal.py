@@ -1,6 +1,6 @@
 """The run journal: one SQLite database per run, the durable record of every row.
 
-Protocol (reliability.md §2.1): a row's ``intent`` is committed (WAL, synchronous=FULL)
+Protocol (docs/row-states.md): a row's ``intent`` is committed (WAL, synchronous=FULL)
 before its request leaves the machine; its outcome is committed after the answer is
 parsed. A row found in ``intent`` when a run starts again may have been delivered, so
 it becomes ``unknown`` and is never resent without ``--resend-unknown``.

@@ -1,6 +1,6 @@
 """Request pacing, pure: when may the next request start?
 
-Two rules, both needed (perf.md §6):
+Two rules, both needed (docs/performance.md#pacing):
 
 1. A GCRA spacing at ``rate`` with a small tolerance, so starts are evenly spread with
    no burst at start-up and at most a few back to back after a pause, and a late wake-up

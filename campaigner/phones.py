@@ -1,4 +1,4 @@
-"""Phone numbers: from a spreadsheet cell to the E.164 digits CAMS wants (reliability.md §5.4).
+"""Phone numbers: from a spreadsheet cell to the E.164 digits CAMS wants (docs/phone-rules.md).
 
 ``normalize_phone`` is the reference for one cell; ``normalize_phones`` gives the same answers
 for a column, fast enough to preview a million rows.
@@ -172,7 +172,8 @@ def _looks_like_date(text: str) -> bool:
 
 
 def _clean(raw: str) -> str | PhoneIssue:
-    """Return the number as ``+digits`` or ``digits`` (§5.4 steps 2-3), or why it is not one."""
+    """Return the number as ``+digits`` or ``digits``, or why it is not one
+    (docs/phone-rules.md steps 2-3)."""
     text = raw
     if not text.isascii():
         text = _ascii_digits(unicodedata.normalize("NFKC", text).translate(_TRANSLATE))
@@ -313,7 +314,7 @@ class _Ambiguous:
 
 @lru_cache(maxsize=1 << 16)
 def _resolve(core: str, region: str | None) -> str | PhoneIssue | _Ambiguous:
-    """§5.4 steps 4-6 for a cleaned number; cached because lists repeat numbers."""
+    """docs/phone-rules.md steps 4-6 for a cleaned number; cached because lists repeat numbers."""
     if core.startswith("+"):
         return _result(_read(core, None))
     if core.startswith("00"):

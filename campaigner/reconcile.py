@@ -5,7 +5,7 @@ crash in flight, a timeout, a reset, a 5xx). ``ListChatappMessage`` lists the me
 sent to a recipient from a sender in a time window: a match means the message went out
 (``sent``, with its MessageId); no match once the grace period has passed means it did
 not (``not_attempted``, so a resume sends it). Within the grace period the row stays
-``unknown``, because the message list can lag behind the send (reliability.md §2.2).
+``unknown``, because the message list can lag behind the send (docs/row-states.md#reconciliation).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ CSV: UTF-8 **with** a BOM, because Excel reads a BOM-less UTF-8 CSV in the syste
 page and garbles every non-ASCII name; polars, pandas and ``csv`` with ``utf-8-sig`` all
 skip the BOM. RFC 4180: CRLF line ends, fields quoted only when needed, ``""`` for an empty
 string and an empty field for null. Formula injection is defused by ``neutralize``
-(reliability.md §4.2).
+(docs/report-safety.md).
 
 XLSX: SpreadsheetML written directly, the sheet XML built with vectorized polars string
 expressions and deflated by ``zipfile`` at level 1. It streams in constant memory and beat
@@ -56,7 +56,7 @@ __all__ = ("ReportWriter", "neutralize", "report_paths", "write_json_atomic")
 CSV_NAME: Final = "report.csv"
 XLSX_NAME: Final = "report.xlsx"
 
-# reliability.md §4.2: risky if the cell starts with Tab, CR or NUL, or if any line starts
+# docs/report-safety.md: risky if the cell starts with Tab, CR or NUL, or if any line starts
 # (after spaces, tabs, NBSP and other blanks spreadsheets strip) with = + - @.
 # CR counts as a line break too, since spreadsheets treat a lone CR as one.
 _RISKY: Final = r"^[\t\r\x00]|(?:^|[\r\n])[\s\u00A0\u200B\uFEFF]*[=+\-@]"

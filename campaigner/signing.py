@@ -2,7 +2,7 @@
 
 Pure code: the clock value, the nonce and the credentials are arguments, nothing here reads the
 environment (except the explicit ``Credentials.from_env(environ)``), the clock or the network.
-The algorithm follows ``cams-wire.md`` §5, which reproduces the official SDK
+The algorithm follows docs/wire-format.md#signing, which reproduces the official SDK
 (``alibabacloud-tea-openapi`` 0.4.6, ``utils.get_authorization``):
 
 1. ``x-acs-content-sha256`` = hex SHA-256 of the body (always the empty string for CAMS RPC calls).
@@ -111,7 +111,7 @@ class Credentials:
 
 _SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 # One entry per byte value: itself if unreserved, else "%XX". Mapping bytes through this table is
-# ~3x faster than urllib.parse.quote, which dominated signing cost (perf.md §4).
+# ~3x faster than urllib.parse.quote, which dominated signing cost (docs/performance.md#signing).
 _BYTE_TABLE = tuple(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in range(256))
 _ENCODE_BYTE = _BYTE_TABLE.__getitem__
 _NEEDS_ENCODING = re.compile(r"[^A-Za-z0-9_.~-]").search

@@ -1,6 +1,6 @@
 """A faithful fake of CAMS ``SendChatappMessage`` (and ``ListChatappMessage``) on 127.0.0.1.
 
-A real HTTP/1.1 server (aiohttp.web) that checks what the official SDK sends (``cams-wire.md``)
+A real HTTP/1.1 server (aiohttp.web) that checks what the official SDK sends (docs/wire-format.md)
 and answers like the gateway does. It keeps the "server-side receipts": every **accepted** send
 is appended to ``Simulator.accepted`` (and to an optional JSON-lines file, written and flushed
 *before* the answer goes out), so crash tests can compare the client's report with what the
@@ -47,7 +47,7 @@ Request pipeline (``POST /`` or ``GET /``, every parameter in the query, empty b
 5. Parameter validation with ``campaigner.channels.check_call`` and ``check_recipient``, then
    ``FaultPlan.fail_recipients`` (To → Code). A problem is answered, **not accepted**, as HTTP
    ``business_error_status`` (default 200, as capture ``j``: ``{"RequestId","Code","Message"}``;
-   cams-wire §4/§11: the SDK returns such a body as a normal response). With a 4xx status the
+   docs/wire-format.md#answers: the SDK returns it as a normal response). With a 4xx status the
    body gets the gateway shape instead.
 6. Accept: append to the log, wait the configured latency, answer 200
    ``{"RequestId","Code":"OK","Message":"OK","MessageId"}`` with
@@ -57,7 +57,7 @@ Request pipeline (``POST /`` or ``GET /``, every parameter in the query, empty b
 
 Latency: ``latency_ms`` plus seeded jitter, either ``uniform`` on ``[0, jitter_ms]`` or
 ``lognormal`` with median ``jitter_ms`` and shape ``jitter_sigma`` (``jitter_ms=50,
-jitter_sigma=1.8`` gives p50 ≈ 50 ms and p99 ≈ 3 s, like reliability.md F7). It applies to
+jitter_sigma=1.8`` gives p50 ≈ 50 ms and p99 ≈ 3 s, like F7 in docs/row-states.md). It applies to
 requests that reach the backend (step 4 on); auth and flow-control errors answer at once.
 
 ``ListChatappMessage`` (**response shape partly unverified**). Request names follow the SDK model

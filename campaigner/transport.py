@@ -3,7 +3,7 @@
 The code above this module speaks httpx (``httpx.Request``/``httpx.Response`` and the
 ``httpx.AsyncBaseTransport`` seam, so tests can swap in ``httpx.MockTransport``). The
 engine is our own because the workload is one tiny request shape at 250/s with up to a
-few hundred requests in flight: httpx 0.28's pool collapses there (perf.md §5), aiohttp
+few hundred requests in flight: httpx 0.28's pool collapses there (docs/performance.md), aiohttp
 holds it at ~0.8 ms of CPU per request, and this engine at about a fifth of that
 (bench/send.py prints the whole-process figure). It does only what that needs:
 HTTP/1.1 with keep-alive, Content-Length, chunked and read-until-close bodies, TLS via an
@@ -15,7 +15,7 @@ Besides ``handle_async_request`` it offers a two-step fast path for the send poo
 pacer's grant and the moment the bytes reach the socket are the same instant.
 
 Errors say *whether the request can have reached the server*, because that decides
-between "safe to retry" and "unknown" (reliability.md §2.3):
+between "safe to retry" and "unknown" (docs/row-states.md#retry-classes):
 
 - ``httpx.ConnectError`` / ``httpx.ConnectTimeout``: no connection, nothing was sent.
 - ``httpx.ReadTimeout`` / ``httpx.ReadError`` / ``httpx.RemoteProtocolError``: the

@@ -142,7 +142,7 @@ RULES = [
     (message("whatsapp", "text", '{"text": "hi"'), CONTENT_ERROR, "Content"),
     (message("whatsapp", "text", "hello"), CONTENT_ERROR, "Content"),  # not JSON
     (message("whatsapp", "text", '["hi"]'), CONTENT_ERROR, "Content"),  # not an object
-    # Content fields (cams-wire §10)
+    # Content fields (docs/wire-format.md#content-fields)
     (message("whatsapp", "text", {"text": " "}), "InvalidParameter.TextNotEmpty", "Content"),
     (message("whatsapp", "text", {"text": "hi", "caption": "c"}), CONTENT_ERROR, "Content"),
     (message("whatsapp", "text", {"text": "hi", "Caption": "c"}), CONTENT_ERROR, "Content"),

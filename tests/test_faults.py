@@ -1,4 +1,4 @@
-"""The fault matrix (reliability.md §3.3) against the simulator over real loopback HTTP.
+"""The fault matrix (docs/row-states.md#fault-matrix) against the simulator on loopback HTTP.
 
 Each run injects faults, sends, reconciles and resumes; then the report is checked against
 the server's log of accepted sends: 0 lost, 0 sent twice, every row's final status right.

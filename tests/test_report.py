@@ -92,7 +92,7 @@ def as_text(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.all().cast(pl.String))
 
 
-# The rule of reliability.md §4.2, written independently of the polars regex.
+# The rule of docs/report-safety.md#what-is-risky, written independently of the polars regex.
 SPEC_BLANKS = " \t\u00a0"
 
 

@@ -74,7 +74,7 @@ def _capture_files() -> list[Path]:
     )
 
 
-# ---------------------------------------------------------------- golden vectors (cams-wire §5
+# ------------------------------------------ golden vectors (docs/wire-format.md#test-vectors)
 
 
 @pytest.mark.parametrize(
@@ -408,7 +408,8 @@ def test_check_date() -> None:
 
 
 def test_signing_cost_per_request() -> None:
-    """Budget: <= ~40 us for a typical ~300-byte query (perf.md §4); asserted loosely (CI noise)."""
+    """Budget: <= ~40 us for a typical ~300-byte query (docs/performance.md#signing); asserted
+    loosely (CI noise)."""
     query = {
         "ChannelType": "whatsapp",
         "Type": "template",
