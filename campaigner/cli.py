@@ -467,6 +467,7 @@ def send(
         )
     finally:
         progress.close()
+    _Stage.after_stop = f"the run had finished: {result.run_dir / 'report.csv'}"
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary}))
     else:

@@ -10,6 +10,9 @@ Points: ``before_intent`` (rows checked, intent not yet committed), ``after_inte
 is not read), ``after_answer`` (answer classified, outcome not committed),
 ``report_write`` (the report is half written), ``run_folder`` (a new run's journal holds its
 campaign, the folder does not have its name yet).
+
+``<point>:<n>:SIGINT,SIGTERM`` sends those signals instead (once, in order), so the signal
+tests can hit a step as exactly as the crash tests do.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ POINTS = (
 )
 
 
-def _parse(spec: str | None) -> tuple[str, int] | None:
+def _parse(spec: str | None) -> tuple[str, int, list[signal.Signals]] | None:
     if not spec:
         return None
-    point, _, count = spec.partition(":")
+    point, _, rest = spec.partition(":")
+    count, _, names = rest.partition(":")
     if point not in POINTS:
         return None
-    return point, int(count or 1)
+    signals = [signal.Signals[n] for n in names.split(",")] if names else [signal.SIGKILL]
+    return point, int(count or 1), signals
 
 
 _ARMED = _parse(os.environ.get("CAMPAIGNER_CRASH_AT"))
@@ -47,5 +52,6 @@ def crash_point(name: str) -> None:
     if _ARMED is None or _ARMED[0] != name:
         return
     _passes += 1
-    if _passes >= _ARMED[1]:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _passes == _ARMED[1]:
+        for signum in _ARMED[2]:
+            os.kill(os.getpid(), signum)

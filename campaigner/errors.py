@@ -24,6 +24,7 @@ SQLite's "disk is full") in words, so only real bugs are reported as internal er
 from __future__ import annotations
 
 import errno
+import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -142,6 +143,7 @@ _BY_ERRNO: dict[int, tuple[str, str]] = {
     errno.EMFILE: ("too many open files", "raise the open-file limit (ulimit -n)"),
     errno.ENFILE: ("too many open files on this machine", "close other programs"),
 }
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 # SQLite reports file-system failures as result codes; the primary code is the low byte.
 _BY_SQLITE_CODE: dict[int, tuple[str, str]] = {
     13: ("the disk is full", _FREE_SPACE),  # SQLITE_FULL
@@ -162,14 +164,20 @@ def storage_problem(exc: BaseException | None) -> StorageProblem | None:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _BY_ERRNO:
-            what, remedy = _BY_ERRNO[exc.errno]
-            path = exc.filename
-            return StorageProblem(what, None if path is None else str(path), remedy)
+        if isinstance(exc, OSError):
+            code = exc.errno
+            if code is None:  # Rust libraries (polars' writers): OSError("... (os error 28)")
+                found = _RUST_OS_ERROR.search(str(exc))
+                code = int(found.group(1)) if found else None
+            if code is None or code not in _BY_ERRNO:
+                return None
+            what, remedy = _BY_ERRNO[code]
+            path = None if exc.filename is None else str(exc.filename)
+            return StorageProblem(what, path, remedy)
         if isinstance(exc, sqlite3.Error):
-            code = getattr(exc, "sqlite_errorcode", None)
-            if isinstance(code, int) and code & 0xFF in _BY_SQLITE_CODE:
-                what, remedy = _BY_SQLITE_CODE[code & 0xFF]
+            result = getattr(exc, "sqlite_errorcode", None)
+            if isinstance(result, int) and result & 0xFF in _BY_SQLITE_CODE:
+                what, remedy = _BY_SQLITE_CODE[result & 0xFF]
                 return StorageProblem(what, None, remedy)
             return None
         if not isinstance(exc, CampaignerError):

@@ -140,6 +140,7 @@ class SendPool:
         self._rng = random.Random()
         self._unreachable_since: float | None = None
         self._give_up: asyncio.TimerHandle | None = None  # fires at the outage limit
+        self._ready_wait = anyio.CancelScope()  # a wait for connections; stop cancels it
         self.stats.outage_limit_s = self.outage_limit_s
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._closed = False
@@ -151,6 +152,7 @@ class SendPool:
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stopping.set()
+        self._ready_wait.cancel()
         self._notify()
 
     @property
@@ -179,7 +181,8 @@ class SendPool:
             gc.freeze()
         # Cold connections make the first second's requests reach the server unevenly
         # (seen as a server-side stall and 251 in a second); one second's worth, warm.
-        await self.client.warm(self.pacer_settings.limit)
+        with anyio.CancelScope() as self._ready_wait:  # seconds if CAMS is unreachable
+            await self.client.warm(self.pacer_settings.limit)
         try:
             async with anyio.create_task_group() as background:
                 ahead, batches = anyio.create_memory_object_stream[list[Job]](0)
@@ -285,8 +288,12 @@ class SendPool:
             if wait > 0:
                 await anyio.sleep(wait)
                 continue
-            # An open connection first, so that the grant is the moment of writing.
-            refused = await self.client.ready()
+            # An open connection first, so that the grant is the moment of writing. While
+            # CAMS is unreachable this waits for a connect attempt (seconds): stop cancels it.
+            with anyio.CancelScope() as self._ready_wait:
+                refused = await self.client.ready()
+            if self._ready_wait.cancelled_caught:
+                return None
             if refused is not None or self._pacer.delay(anyio.current_time()) <= 0:
                 return refused
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ __all__ = (
     "new_run_dir",
     "remove_stale_report_temps",
     "report_writing",
+    "run_folder_stem",
 )
 
 _MAX_EXAMPLE_ROWS = 5
@@ -38,6 +40,21 @@ _OUTCOME = {c: internal("outcome:" + c) for c in RESULT_COLUMNS}
 
 
 PARTIAL_MARK = ".partial-"  # in the hidden name a run folder has while it is prepared
+# A file name holds at most 255 bytes; the stem leaves room for "-<UTC time>-<n>" and for
+# the hidden ".<stem>-<time>.partial-XXXXXXXX" a folder has while it is prepared.
+_MAX_STEM_BYTES = 150
+
+
+def run_folder_stem(name: str) -> str:
+    """A run folder's name before ``-<UTC time>``: the campaign name, or, when that is too
+    long for a file name (multibyte characters count by their UTF-8 bytes), its first
+    characters and a short hash of the whole name, so that long names never share folders."""
+    encoded = name.encode("utf-8")
+    if len(encoded) <= _MAX_STEM_BYTES:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:10]
+    head = encoded[: _MAX_STEM_BYTES - len(digest) - 1].decode("utf-8", "ignore")  # whole chars
+    return f"{head}-{digest}"
 
 
 def new_run_dir(
@@ -54,7 +71,7 @@ def new_run_dir(
     """
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
-    base = out / f"{name}-{stamp}"
+    base = out / f"{run_folder_stem(name)}-{stamp}"
     names = (base.with_name(f"{base.name}-{n}") if n > 1 else base for n in range(1, 10_000))
     if prepare is None:
         for candidate in names:

@@ -11,13 +11,14 @@ import ipaddress
 import json
 import logging
 import resource
+import shlex
 import shutil
 import signal
 import sqlite3
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,14 @@ from campaigner.config import Campaign, parse_campaign
 from campaigner.crashpoints import crash_point
 from campaigner.errors import (
     AccountError,
+    CampaignerError,
     ConfigError,
     InterruptedRunError,
     JournalError,
+    StorageError,
     UnreachableError,
+    meaningful_leaf,
+    storage_problem,
 )
 from campaigner.journal import (
     FINAL_STATES,
@@ -61,6 +66,7 @@ from campaigner.runs import (
     new_run_dir,
     remove_stale_report_temps,
     report_writing,
+    run_folder_stem,
 )
 from campaigner.signing import Credentials
 
@@ -166,7 +172,7 @@ def find_earlier_runs(
     those the per-user record knows (any ``--out``) and those under ``out``."""
     folders: dict[Path, Path] = {}  # resolved -> as shown
     if out.is_dir():
-        for run_dir in sorted(out.glob(f"{meta['name']}-*")):
+        for run_dir in sorted(out.glob(f"{run_folder_stem(meta['name'])}-*")):
             folders.setdefault(run_dir.resolve(), run_dir)
     for run_dir in registry.folders(meta["name"]) if registry is not None else []:
         folders.setdefault(run_dir.resolve(), run_dir)
@@ -477,23 +483,73 @@ async def _feed(
             yield jobs
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM over a whole send run: the first asks for a graceful stop, another
+    aborts at once.
+
+    While rows are sent, anyio's receiver (``_watch_signals``) does this. When it exits,
+    anyio puts back Python's defaults, not the caller's handlers: SIGTERM would end the
+    process without a word and SIGINT raise wherever the report rebuild happens to be.
+    ``take_over`` keeps the same two steps from then on; ``restore`` gives the caller its
+    handlers back when the run ends.
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+        self._abortable = False
+        self.received: list[str] = []  # signal names, in order
+
+    def take_over(self) -> None:
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def allow_abort(self) -> None:
+        """From here on no event loop runs under us: another signal may raise right away."""
+        self._abortable = True
+        if len(self.received) > 1:
+            raise KeyboardInterrupt(self.received[-1])
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        if len(self.received) > 1:
+            if self._abortable:
+                raise KeyboardInterrupt(name)
+            return  # raised by allow_abort, out of the event loop's machinery
+        with suppress(Exception):  # a handler must not break the write it interrupted
+            self._say(f"{name}: finishing the report, then stopping (press Ctrl-C again to abort)")
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
 async def _watch_signals(
-    pool: SendPool, abort: anyio.CancelScope, say: Callable[[str], None]
+    pool: SendPool, abort: anyio.CancelScope, say: Callable[[str], None], stop: _StopSignals
 ) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if not pool.stopping:
-                name = signal.Signals(signum).name
-                say(
-                    f"{name}: stopping — no new rows; waiting for messages in flight "
-                    "(press Ctrl-C again to abort now)"
-                )
-                pool.stop(name)
-            else:
-                say("aborting now: messages in flight become 'unknown'")
-                pool.stop_reason = "aborted"
-                abort.cancel()
-                return
+    try:
+        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+            async for signum in signals:
+                stop.received.append(signal.Signals(signum).name)
+                if not pool.stopping:
+                    name = signal.Signals(signum).name
+                    say(
+                        f"{name}: stopping — no new rows; waiting for messages in flight "
+                        "(press Ctrl-C again to abort now)"
+                    )
+                    pool.stop(name)
+                else:
+                    say("aborting now: messages in flight become 'unknown'")
+                    pool.stop_reason = "aborted"
+                    abort.cancel()
+                    return
+    finally:
+        stop.take_over()
 
 
 async def _report_progress(pool: SendPool, total: int, sink: ProgressSink) -> None:
@@ -582,7 +638,16 @@ async def run_send(
         )
 
     if run_dir is None:
-        run_dir, lock = _create_run(options.out, campaign.name, meta)
+        try:
+            run_dir, lock = _create_run(options.out, campaign.name, meta)
+        except Exception as exc:
+            problem = storage_problem(meaningful_leaf(exc))
+            if problem is None:
+                raise
+            raise StorageError(  # the OS may not say where: it is the --out folder
+                f"{problem.describe(options.out)}; nothing was sent; {problem.remedy}, "
+                "then try again"
+            ) from exc
     else:
         lock = RunLock(run_dir)
         lock.acquire()
@@ -592,6 +657,8 @@ async def run_send(
         lock.release()
         raise
     registry.record(campaign.name, run_dir)
+    stop = _StopSignals(say)
+    reporting = False  # the send is over; what remains is the report
     try:
         old = journal.meta()
         if old:
@@ -621,8 +688,10 @@ async def run_send(
         total = max(tally.count(Status.WOULD_SEND) - settled, 0)
         send_started, cpu_started = time.perf_counter(), _cpu_seconds()
         pool = await _send_rows(
-            plan, table, journal, credentials, options, qps, total, progress, say, sandbox
+            plan, table, journal, credentials, options, qps, total, progress, say, sandbox, stop
         )
+        reporting = True
+        stop.allow_abort()
         send_seconds, cpu_seconds = time.perf_counter() - send_started, _cpu_seconds() - cpu_started
         journal.settle_interrupted()  # after an abort, in-flight rows are unknown
         journal.set_meta({"finished": "yes" if not pool.stopping else "no"})
@@ -653,30 +722,118 @@ async def run_send(
         }
         write_json_atomic(run_dir / "summary.json", summary)
         result = SendResult(run_dir, final, stats, seconds, pool.stop_reason, summary)
+    except BaseException as exc:
+        explained = _explain_failure(
+            exc,
+            journal,
+            run_dir,
+            tally.count(Status.WOULD_SEND),
+            stop,
+            _resume_command(campaign, options, run_dir, sandbox=sandbox is not None),
+            reporting=reporting,
+        )
+        if explained is None:
+            raise
+        raise explained from exc
     finally:
+        stop.restore()
         journal.close()
         lock.release()
+    details = {"run_dir": str(run_dir), **summary}
     if pool.account_error is not None:
         reply = pool.account_error
         raise AccountError(
             f"CAMS refused the account ({reply.code}: {reply.message}); nothing more was sent. "
             f"Fix the credentials or permissions, then continue with --resume {run_dir}. "
-            f"Report: {run_dir / 'report.csv'}"
+            f"Report: {run_dir / 'report.csv'}",
+            details=details,
         )
     if pool.outage_error is not None:
         raise UnreachableError(
             f"{pool.outage_error}; the rows not sent are kept: continue with --resume "
-            f"{run_dir} once CAMS is reachable. Report: {run_dir / 'report.csv'}"
+            f"{run_dir} once CAMS is reachable. Report: {run_dir / 'report.csv'}",
+            details=details,
         )
-    if pool.stop_reason in ("SIGINT", "SIGTERM", "aborted"):
+    # A signal after the pool had finished (during the report) stops the run the same way.
+    stopped_by = pool.stop_reason if pool.stopping else None
+    if stopped_by not in ("SIGINT", "SIGTERM", "aborted") and stop.received:
+        stopped_by = stop.received[0]
+    if stopped_by in ("SIGINT", "SIGTERM", "aborted"):
+        then = f"continue with --resume {run_dir}" if pool.stopping else "no row was left to send"
         err = InterruptedRunError(
-            f"stopped by {pool.stop_reason}; report written to {run_dir / 'report.csv'}; "
-            f"continue with --resume {run_dir}"
+            f"stopped by {stopped_by}; report written to {run_dir / 'report.csv'}; {then}",
+            exit_code=143 if stopped_by == "SIGTERM" else 130,
+            details=details,
         )
-        err.exit_code = 143 if pool.stop_reason == "SIGTERM" else 130
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result
+
+
+def _resume_command(
+    campaign: Campaign, options: SendOptions, run_dir: Path, *, sandbox: bool
+) -> str:
+    """The command that continues this run, for messages."""
+    words = ["campaigner", "send", str(campaign.source or "CAMPAIGN_FILE")]
+    if sandbox:
+        words.append("--sandbox")
+    elif options.endpoint != DEFAULT_ENDPOINT:
+        words += ["--endpoint", options.endpoint]
+    words += ["--resume", str(run_dir)]
+    return shlex.join(words)
+
+
+def _explain_failure(
+    exc: BaseException,
+    journal: Journal,
+    run_dir: Path,
+    sendable: int,
+    stop: _StopSignals,
+    resume: str,
+    *,
+    reporting: bool,
+) -> CampaignerError | None:
+    """A failure once the run folder exists, told with what was already sent and what to do
+    next: a file-system failure (disk full, ...) or an abort while the report was written.
+    None for anything else (our own errors say enough; a bug is a bug)."""
+    leaf = meaningful_leaf(exc)
+    problem = storage_problem(leaf)
+    if problem is None and not isinstance(leaf, KeyboardInterrupt):
+        return None
+    try:
+        counts = journal.counts()
+    except (sqlite3.Error, OSError):
+        counts = None
+    details: dict[str, Any] = {"run_dir": str(run_dir), "sendable": sendable}
+    if counts is None:
+        sent_words = f"some rows may have been sent; the journal in {run_dir} has what was"
+        done = False
+    else:
+        sent, in_flight = counts.get("sent", 0), counts.get(INTENT, 0)
+        settled = sent + counts.get("failed", 0) + counts.get("unknown", 0)
+        done = settled >= sendable and not in_flight
+        details |= {"sent": sent, "in_flight": in_flight}
+        sent_words = f"{sent:,} of {sendable:,} rows were sent"
+        if in_flight:
+            sent_words += f" and {in_flight:,} more may have been (a resume marks them unknown)"
+        sent_words += f"; the journal in {run_dir} has them"
+    if reporting:
+        sent_words = f"the report was not written, but {sent_words}"
+    # Every row settled: only the report is missing, and `campaigner report` rebuilds it.
+    next_step = f"campaigner report {shlex.quote(str(run_dir))}" if done else resume
+    if problem is not None:
+        journal_failed = isinstance(leaf, sqlite3.Error | JournalError)
+        what = problem.describe(journal.path if journal_failed else run_dir)
+        return StorageError(
+            f"{what}; {sent_words}; {problem.remedy}, then: {next_step}", details=details
+        )
+    signum = getattr(leaf, "signum", None)
+    name = signal.Signals(signum).name if signum else (stop.received or ["SIGINT"])[-1]
+    return InterruptedRunError(
+        f"aborted by {name}; {sent_words}; to finish: {next_step}",
+        exit_code=143 if name == "SIGTERM" else 130,
+        details=details,
+    )
 
 
 async def _send_rows(
@@ -690,6 +847,7 @@ async def _send_rows(
     progress: ProgressSink,
     say: Callable[[str], None],
     sandbox: Any,
+    stop: _StopSignals,
 ) -> SendPool:
     async with AsyncExitStack() as stack:
         endpoint = options.endpoint
@@ -707,7 +865,7 @@ async def _send_rows(
         )
         with anyio.CancelScope() as abort:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch_signals, pool, abort, say)
+                tg.start_soon(_watch_signals, pool, abort, say, stop)
                 tg.start_soon(_report_progress, pool, total, progress)
                 await pool.run(_feed(plan, table, writer, journal))
                 tg.cancel_scope.cancel()

@@ -420,14 +420,18 @@ class Http11Transport(httpx.AsyncBaseTransport):
             self._ssl = ssl.create_default_context()
         return self._ssl
 
-    async def _connect(self, origin: _Origin, limit_s: float) -> _Connection:
-        if self._closed:
-            raise httpx.ConnectError("the transport is closed")
-        loop = asyncio.get_running_loop()
+    async def _connect(
+        self, origin: _Origin, limit_s: float, *, counted: bool = False
+    ) -> _Connection:
+        """A new connection; ``counted``: already in ``_connecting`` (since it was scheduled)."""
         scheme, host, port = origin
-        ctx = self._ssl_for(origin)
-        self._connecting[origin] = self._connecting.get(origin, 0) + 1
+        if not counted:
+            self._connecting[origin] = self._connecting.get(origin, 0) + 1
         try:
+            if self._closed:
+                raise httpx.ConnectError("the transport is closed")
+            loop = asyncio.get_running_loop()
+            ctx = self._ssl_for(origin)
             async with asyncio.timeout(limit_s):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self, origin),
@@ -451,9 +455,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self.connections_opened += 1
         return conn
 
-    async def _warm(self, origin: _Origin) -> None:
+    async def _warm(self, origin: _Origin, *, counted: bool = False) -> None:
         try:
-            conn = await self._connect(origin, self._connect_timeout)
+            conn = await self._connect(origin, self._connect_timeout, counted=counted)
         except httpx.TransportError as exc:
             self._last_error, self._error_at = exc, time.monotonic()
             if self._freed is not None:
@@ -469,7 +473,10 @@ class Http11Transport(httpx.AsyncBaseTransport):
         want = self._spare - len(self._idle.get(origin, ())) - self._connecting.get(origin, 0)
         room = self._limit - len(self._all) - sum(self._connecting.values())
         for _ in range(max(0, min(want, room))):
-            task = asyncio.get_running_loop().create_task(self._warm(origin))
+            # Counted from now, not from when the task first runs: a second call before
+            # then would otherwise start another ``spare`` attempts.
+            self._connecting[origin] = self._connecting.get(origin, 0) + 1
+            task = asyncio.get_running_loop().create_task(self._warm(origin, counted=True))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -478,7 +485,13 @@ class Http11Transport(httpx.AsyncBaseTransport):
         """Open up to ``count`` connections at once (failures are left to ``ready``)."""
         origin = _origin(url)
         room = self._limit - len(self._all) - sum(self._connecting.values())
-        await asyncio.gather(*(self._warm(origin) for _ in range(max(0, min(count, room)))))
+        count = max(0, min(count, room))
+        if count:
+            # One first: when the server is unreachable (or its name does not resolve),
+            # hundreds of attempts would only delay the run, and ready() reports it anyway.
+            await self._warm(origin)
+            if self._last_error is None:
+                await asyncio.gather(*(self._warm(origin) for _ in range(count - 1)))
 
     async def ready(self, url: httpx.URL) -> None:
         """Return once ``start`` can write to ``url`` at once; raises ConnectError/-Timeout."""
@@ -490,13 +503,20 @@ class Http11Transport(httpx.AsyncBaseTransport):
         deadline = began + self._connect_timeout
         while not self._idle.get(origin):
             err = self._last_error
-            if not self._connecting.get(origin) and err is not None and self._error_at >= began:
+            failed = err is not None and self._error_at >= began
+            if err is not None and failed and not self._connecting.get(origin):
                 self._last_error = None
                 raise type(err)(str(err))
-            self._top_up(origin)
+            if not failed:  # once an attempt failed, no new ones: report it (no connect storm)
+                self._top_up(origin)
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise httpx.ConnectTimeout("no connection became available in time")
+            if left <= 0:  # say why, when a connect attempt failed meanwhile
+                raise httpx.ConnectTimeout(
+                    str(err)
+                    if err is not None
+                    else f"cannot connect to {origin[1]}:{origin[2]}: no connection within "
+                    f"{self._connect_timeout:g} s"
+                )
             self._freed = self._freed or asyncio.Event()
             self._freed.clear()
             with contextlib.suppress(TimeoutError):

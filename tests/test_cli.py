@@ -361,4 +361,110 @@ def test_control_sequences_in_column_names_do_not_reach_the_terminal(tmp_path: P
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "\x9b" not in output and "\u202e" not in output
-    assert r'\"name\":\"Ann\u202egpj.exe\",\"code\":\"X1\x9b2J\"' in result.stdout
+    assert r"\"name\":\"Ann\u202egpj.exe\",\"code\":\"X1\x9b2J\"" in result.stdout
+
+
+# -- hardening: the run folder, signals after the send, errors as JSON -----------------------
+
+
+def test_a_campaign_name_too_long_for_a_file_name_still_runs(tmp_path: Path) -> None:
+    """300 characters (600 bytes in UTF-8) cannot be a file name: the folder gets a
+    readable prefix and a hash of the whole name, so similar long names stay apart."""
+    long_a = "é" * 150 + "日本" * 75
+    long_b = long_a[:-1] + "x"  # differs in the last character only
+    out = tmp_path / "out"
+    for name in (long_a, long_b):
+        campaign = sample_campaign(tmp_path, **{'name = "spring-sale"': f'name = "{name}"'})
+        result = cli("send", str(campaign), "--sandbox", "--yes", "--json", "--out", str(out))
+        assert result.returncode == 3, result.stderr  # sent; the sample has invalid rows
+        summary = json.loads(result.stdout)
+        assert summary["name"] == name and summary["by_status"]["sent"] > 900
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == 2
+    for folder in folders:
+        assert len(folder.encode()) <= 200 and folder.startswith("é" * 60)
+
+
+def test_earlier_runs_of_a_long_named_campaign_are_found(tmp_path: Path) -> None:
+    from campaigner.journal import Journal
+    from campaigner.runs import new_run_dir
+    from campaigner.sending import find_earlier_runs
+
+    name = "é" * 150 + "日本" * 75
+    meta = {"name": name, "campaign_sha256": "c", "input_sha256": "i", "created_at": "1"}
+    run = new_run_dir(tmp_path, name)
+    journal = Journal.in_run(run)
+    journal.set_meta(meta)
+    journal.close()
+    assert [r.run_dir for r in find_earlier_runs(tmp_path, meta)] == [run]
+
+
+def test_out_under_a_file_is_one_line_and_nothing_is_sent(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    campaign = str(SAMPLES / "whatsapp_template.toml")
+    for command in (["preview"], ["send", "--sandbox", "--yes"]):
+        result = cli(*command, campaign, "--out", str(blocker / "reports"))
+        assert result.returncode == 1, result.stderr
+        assert one_line_error(result) == (
+            f"error: a part of the path is a file, not a folder: {blocker / 'reports'}; "
+            "nothing was sent; use a folder for --out, then try again"
+        )
+        assert "Sent campaign" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("signals", "code", "message"),
+    [
+        ("SIGTERM", 143, "stopped by SIGTERM; report written to {run}/report.csv; "),
+        ("SIGINT", 130, "stopped by SIGINT; report written to {run}/report.csv; "),
+        (
+            "SIGINT,SIGINT",
+            130,
+            "aborted by SIGINT; the report was not written, but 924 of 924 rows were sent; "
+            "the journal in {run} has them; to finish: campaigner report {run}",
+        ),
+    ],
+)
+def test_a_signal_during_the_final_report(
+    tmp_path: Path, signals: str, code: int, message: str
+) -> None:
+    """After anyio's signal receiver is gone the report is rebuilt: a first signal lets it
+    finish (then exit 130/143), a second one aborts it, and either says what happened."""
+    result = cli(
+        "send", str(sample_campaign(tmp_path)), "--sandbox", "--yes", "--json",
+        "--out", str(tmp_path / "out"),
+        env={"CAMPAIGNER_CRASH_AT": f"report_write:1:{signals}"},  # real signals, to itself
+    )  # fmt: skip
+    assert result.returncode == code, result.stderr
+    run = only_run(tmp_path / "out")
+    assert one_line_error(result).startswith("error: " + message.format(run=run))
+    assert (run / "report.csv").exists() == (signals.count(",") == 0)
+    answer = json.loads(result.stdout)
+    assert (answer["exit_code"], answer["run_dir"]) == (code, str(run))
+
+
+def test_with_json_an_account_error_still_prints_the_summary(tmp_path: Path) -> None:
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "campaigner", "sandbox", "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = sandbox.stderr.readline() if sandbox.stderr else ""
+        url = line.split(" on ")[1].split(" ")[0]
+        result = cli(
+            "send", str(SAMPLES / "whatsapp_template.toml"), "--endpoint", url, "--yes",
+            "--json", "--out", str(tmp_path),
+            env={"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "bad"},
+        )  # fmt: skip
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    assert result.returncode == 1
+    answer = json.loads(result.stdout)  # one object, nothing else on stdout
+    assert answer["exit_code"] == 1 and "refused the account" in answer["error"]
+    assert answer["run_dir"] == str(only_run(tmp_path))
+    assert answer["by_status"]["not_attempted"] > 900 and "sent" not in answer["by_status"]
+    assert "refused the account" in one_line_error(result)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -16,6 +17,7 @@ from campaigner.pacing import PacerSettings
 from campaigner.pool import Job, JournalWriter, SendPool
 from campaigner.signing import Credentials
 from campaigner.simulator import FaultPlan, Simulator, SimulatorConfig, serve
+from campaigner.transport import Http11Transport
 
 pytestmark = pytest.mark.anyio
 CREDS = Credentials("testAccessKeyId", "testAccessKeySecret")
@@ -214,4 +216,36 @@ async def test_the_next_batch_is_made_ready_while_the_current_one_is_sent(
     # Batch 2 was asked for as soon as batch 1 was taken, long before its 100 rows (1 s at
     # 100/s) had left; batch 3 likewise while batch 2 was being sent.
     assert started_when_asked[1] < 50 and started_when_asked[2] < 150, started_when_asked
+    journal.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[str]:
+    """An address where connecting hangs: a listener whose accept queue is already full."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    filler = socket.create_connection(server.getsockname())  # takes the only queue slot
+    host, port = server.getsockname()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        filler.close()
+        server.close()
+
+
+async def test_a_stop_does_not_wait_for_connect_attempts(tmp_path: Path, blackhole: str) -> None:
+    """SIGTERM (or the outage limit) while connections hang: the run ends now, not after
+    the connect timeout."""
+    journal = journal_with(tmp_path / "j.sqlite", 20)
+    transport = Http11Transport(connect_timeout_s=60.0)
+    async with CamsClient(CREDS, endpoint=blackhole, transport=transport) as client:
+        pool = SendPool(client, JournalWriter(journal), pacer_settings=PacerSettings(limit=40))
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pool.run, feed(20))
+                await anyio.sleep(0.5)
+                pool.stop("test")
+    assert pool.stats.started == 0
+    assert set(journal.states().values()) == {"pending"}
     journal.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -146,3 +147,30 @@ async def test_bad_status_line_is_a_protocol_error() -> None:
         with pytest.raises(httpx.RemoteProtocolError):
             await transport.handle_async_request(httpx.Request("POST", url))
         await transport.aclose()
+
+
+async def test_an_unreachable_server_gets_few_connect_attempts() -> None:
+    """warm() tries one connection before opening hundreds, and ready() reports a failure
+    instead of starting new attempts after each one (a storm of DNS lookups and SYNs)."""
+    async with raw_server(ok()) as (url, _):
+        pass  # closed again: connections are refused
+    loop = asyncio.get_running_loop()
+    attempts = 0
+    real = loop.create_connection
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        return await real(*args, **kwargs)
+
+    loop.create_connection = counting  # type: ignore[method-assign]
+    try:
+        transport = Http11Transport(spare=8)
+        await transport.warm(httpx.URL(url), 250)
+        assert attempts == 1
+        with pytest.raises(httpx.ConnectError, match="connection refused"):
+            await transport.ready(httpx.URL(url))
+        assert attempts <= 1 + 8
+        await transport.aclose()
+    finally:
+        del loop.create_connection  # type: ignore[method-assign]
