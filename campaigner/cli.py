@@ -82,14 +82,17 @@ class _Stage:
     after_stop = "nothing was sent"
 
 
-def _explain(exc: BaseException) -> tuple[str, int, dict[str, Any]]:
-    """The one place that turns an exception into (message, exit code, JSON details)."""
+def _explain(exc: BaseException, where: object = None) -> tuple[str, int, dict[str, Any]]:
+    """The one place that turns an exception into (message, exit code, JSON details).
+
+    ``where`` is the folder the command writes to, named when the OS does not say which
+    file failed (polars' writers do not)."""
     if isinstance(exc, CampaignerError):
         return str(exc), exc.exit_code, exc.details
     if isinstance(exc, click.exceptions.Abort):  # a question answered with Ctrl-C or Ctrl-D
         interrupt = exc.__context__
         if isinstance(interrupt, KeyboardInterrupt):
-            return _explain(interrupt)
+            return _explain(interrupt, where)
         return f"no answer to the question; {_Stage.after_stop}", EXIT_ABORTED, {}
     if isinstance(exc, KeyboardInterrupt):
         signum = getattr(exc, "signum", signal.SIGINT)
@@ -97,7 +100,9 @@ def _explain(exc: BaseException) -> tuple[str, int, dict[str, Any]]:
         return f"stopped by {name}; {_Stage.after_stop}", 128 + signum, {}
     problem = storage_problem(exc)
     if problem is not None:
-        message = f"{problem.describe()}; {_Stage.after_stop}; {problem.remedy}, then try again"
+        message = (
+            f"{problem.describe(where)}; {_Stage.after_stop}; {problem.remedy}, then try again"
+        )
         return message, EXIT_ABORTED, {}
     # A bug: say so plainly, keep the traceback for -v / logs.
     logging.getLogger("campaigner").debug("unexpected error", exc_info=exc)
@@ -132,7 +137,7 @@ def handle_errors(func: F) -> F:
                 # The reader went away (`| head`): the run itself is complete, so exit quietly.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 sys.exit(EXIT_BROKEN_PIPE)
-            message, code, details = _explain(leaf)
+            message, code, details = _explain(leaf, kwargs.get("out") or kwargs.get("run_dir"))
             _fail(message, code, as_json=as_json, details=details)
 
     return wrapper  # type: ignore[return-value]

@@ -245,3 +245,16 @@ def test_out_on_a_read_only_file_system(tmp_path: Path, small_disk: type[SmallDi
         assert result.returncode == 1, result.stderr
         assert one_line_error(result) == f"error: {problem}, then try again"
         assert not result.stdout
+
+
+def test_disk_full_during_a_preview(tmp_path: Path, small_disk: type[SmallDisk]) -> None:
+    campaign = _wide_campaign(tmp_path / "campaign", rows=200)  # an 8 MB report
+    disk = small_disk(tmp_path / "disk", 1_000_000)
+    out = disk.folder / "reports"
+    result = disk.campaigner("preview", str(campaign), "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    line = one_line_error(result)
+    found = re.match(rf"^error: (.+): {re.escape(str(out))}; nothing was sent; (.+)$", line)
+    assert found and found[1].startswith(_FULL), (disk.mode, line)
+    assert found[2].endswith(", then try again")
+    assert not list(disk.seen(out).iterdir())  # no half-made run folder
