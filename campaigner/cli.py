@@ -319,7 +319,7 @@ class _Progress:
         )
         outage = stats.outage()
         if outage:  # otherwise an unreachable endpoint looks like a silent hang
-            text = f"{text} · {outage}"
+            text = printable(f"{text} · {outage}")  # names a host and an OS error
         if self._live:
             if self._bar is None:
                 from rich.console import Console
@@ -328,7 +328,7 @@ class _Progress:
                 self._bar = Progress(
                     TextColumn("[bold]sending"),
                     BarColumn(),
-                    TextColumn("{task.description}"),
+                    TextColumn("{task.description}", markup=False),  # "[...]" is text
                     console=Console(stderr=True),  # stdout stays for the summary
                     transient=False,
                 )

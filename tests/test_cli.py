@@ -468,3 +468,28 @@ def test_with_json_an_account_error_still_prints_the_summary(tmp_path: Path) -> 
     assert answer["run_dir"] == str(only_run(tmp_path))
     assert answer["by_status"]["not_attempted"] > 900 and "sent" not in answer["by_status"]
     assert "refused the account" in one_line_error(result)
+
+
+def test_the_live_bar_prints_error_text_as_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage's OS error text may hold "[...]" (rich markup) and control characters."""
+    import time
+
+    monkeypatch.setenv("COLUMNS", "300")  # the whole line, not cut to 80 columns
+
+    from campaigner.cli import _Progress
+    from campaigner.pool import PoolStats
+
+    stats = PoolStats(
+        unreachable_since=time.monotonic(),
+        unreachable_error="cannot connect to host: [/x] \x1b[2J refused",
+        outage_limit_s=300,
+    )
+    progress = _Progress(live=True)
+    try:
+        progress(stats, 10)
+    finally:
+        progress.close()
+    err = capsys.readouterr().err
+    assert "cannot connect to host: [/x] \\x1b[2J refused" in err
