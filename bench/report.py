@@ -3,12 +3,20 @@
 Prints the median of a few runs (the VM is noisy) in seconds and rows/s. Targets:
 CSV 1,000,000 rows <= 1.5 s; XLSX 100,000 rows <= 1.0 s. ``--rustpy`` also times
 rustpy-xlsxwriter writing the same 100k rows in one call, the alternative considered.
+
+``--wide`` instead writes 3-row reports 1,000 to 16,384 columns wide (Excel's limit), each
+in a child process, and prints its time and peak RSS (a child taking longer than
+``--timeout`` seconds is killed and reported so). Time and memory should grow with the
+number of cells, not faster.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,11 +72,70 @@ def write_report(frame: pl.DataFrame, run_dir: Path, *, xlsx: bool) -> None:
             writer.write(frame.slice(start, BATCH))
 
 
+WIDE_COLUMNS = (1_000, 2_000, 4_000, 16_384)
+WIDE_ROWS = 3
+
+
+def make_wide(columns: int, rows: int) -> pl.DataFrame:
+    """Text cells like an export with many attribute columns, some risky or multi-line."""
+    return pl.DataFrame(
+        {
+            f"attr {j}": [
+                ("=x" if (i + j) % 97 == 0 else "line\nbreak" if (i + j) % 89 == 0 else "")
+                + f"value {i}-{j}"
+                for i in range(rows)
+            ]
+            for j in range(columns)
+        }
+    )
+
+
+def wide_child(columns: int, fmt: str) -> None:
+    """Write one wide report; print seconds and this process's peak RSS in MiB."""
+    frame = make_wide(columns, WIDE_ROWS)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        write_report(frame, Path(tmp), xlsx=fmt == "xlsx")
+        seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"{seconds:.2f} {peak:.0f}")
+
+
+def wide(timeout: float) -> None:
+    for columns in WIDE_COLUMNS:
+        for fmt in ("csv", "xlsx"):
+            label = f"{columns:>6,} x {WIDE_ROWS} {fmt.upper():<4}"
+            try:
+                child = subprocess.run(
+                    [sys.executable, __file__, "--wide-child", str(columns), fmt],
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    check=True,
+                )
+            except subprocess.TimeoutExpired:
+                print(f"{label}: killed after {timeout:.0f} s")
+                continue
+            seconds, peak = child.stdout.split()
+            print(f"{label}: {float(seconds):6.2f} s, peak RSS {peak:>5} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rustpy", action="store_true", help="also time rustpy-xlsxwriter")
+    parser.add_argument("--wide", action="store_true", help="time wide 3-row reports instead")
+    parser.add_argument("--timeout", type=float, default=120, help="per wide report, seconds")
+    parser.add_argument(
+        "--wide-child", nargs=2, metavar=("COLUMNS", "FORMAT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.wide_child:
+        wide_child(int(args.wide_child[0]), args.wide_child[1])
+        return
+    if args.wide:
+        wide(args.timeout)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         big = make_report(1_000_000)

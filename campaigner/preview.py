@@ -120,7 +120,8 @@ def _write_preview(
     examples: list[dict[str, str]],
 ) -> None:
     deduper = Deduper()
-    with ReportWriter(run_dir, layout.columns, xlsx=want_xlsx) as writer:
+    error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
+    with ReportWriter(run_dir, layout.columns, xlsx=want_xlsx, note_column=error) as writer:
         for batch in table.batches(batch_rows):
             prepared = plan.prepare(batch, deduper)
             if len(examples) < _EXAMPLES:

@@ -389,7 +389,11 @@ def rebuild_report(
     deduper = Deduper()
     if xlsx is None:
         xlsx = _recorded_xlsx(journal.meta(), table)
-    with report_writing(run_dir), ReportWriter(run_dir, layout.columns, xlsx=xlsx) as writer:
+    error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
+    with (
+        report_writing(run_dir),
+        ReportWriter(run_dir, layout.columns, xlsx=xlsx, note_column=error) as writer,
+    ):
         for batch in table.batches():
             report = report_batch(layout, plan.prepare(batch, deduper), journal)
             tally.add(report, layout.result_names)

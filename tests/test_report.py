@@ -349,6 +349,41 @@ def test_xlsx_long_text_is_cut_at_excel_limit(run_dir: Path) -> None:
     assert sheet_values(run_dir / "report.xlsx")["report"][1] == [long[:32_767]]
 
 
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_xlsx_cells_are_cut_by_utf16_units_and_the_row_says_so(run_dir: Path) -> None:
+    emoji = "😀" * 16_384  # 16,384 code points, 32,768 UTF-16 units: one too many for Excel
+    texts = [
+        emoji,
+        "a" * 32_766 + "😀",  # the cut falls inside the surrogate pair: both halves go
+        "😀" * 16_383 + "a",  # exactly 32,767 units: kept whole
+        "short",
+    ]
+    frame = pl.DataFrame(
+        {
+            "bio": texts,
+            "other": [None, "😀" * 20_000, None, None],
+            "error": [None, "bad number", None, None],
+        }
+    )
+    with ReportWriter(run_dir, frame.columns, xlsx=True, note_column="error") as writer:
+        writer.write(frame)
+
+    assert read_csv(run_dir / "report.csv").equals(frame)  # the CSV keeps everything whole
+    rows = sheet_values(run_dir / "report.xlsx")["report"][1:]
+    assert [utf16_units(r[0]) for r in rows] == [32_766, 32_766, 32_767, 5]
+    assert rows[0][0] == "😀" * 16_383
+    assert rows[1][0] == "a" * 32_766
+    assert rows[2][0] == texts[2] and rows[3][0] == "short"
+    assert rows[1][1] == "😀" * 16_383
+    note = "cut to 32,767 characters (Excel's limit); report.csv has the whole text"
+    assert rows[0][2] == f"XLSX cell A2 {note}"
+    assert rows[1][2] == f"bad number; XLSX cells A3, B3 {note}"
+    assert rows[2][2] is None and rows[3][2] is None
+
+
 def test_xlsx_continues_on_next_sheets(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(report._XlsxSink, "max_rows", 4)  # header + 3 data rows per sheet
     frame = pl.DataFrame({"v": [f"r{i}" for i in range(10)], "i": list(range(10))})
@@ -765,3 +800,156 @@ def test_the_report_line_names_every_report_file(tmp_path: Path) -> None:
     assert not (run / "report.xlsx").exists()
     rebuilt = run_cli("report", str(run), "--format", "xlsx")
     assert report_line(rebuilt.stdout) == f"Report: {run / 'report.csv'}, {run / 'report.xlsx'}"
+
+
+# -- wide reports --------------------------------------------------------------------------
+
+WIDE_SCRIPT = """
+import resource, sys
+from pathlib import Path
+
+# Far below what one expression per column needed (1 GB at 1,000 columns, 3 GB at 2,000),
+# well above what the cell-wise encoders need (about 1.2 GB of address space here).
+limit = 3 * 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import polars as pl
+from campaigner.report import ReportWriter
+
+columns = 16_384
+cell = lambda i, j: f"r{i} c{j}" if j % 1000 else f"=r{i}\\nc{j}"
+frame = pl.DataFrame({f"c{j}": [cell(i, j) for i in range(3)] for j in range(columns)})
+with ReportWriter(Path(sys.argv[1]), frame.columns, xlsx=True) as writer:
+    writer.write(frame)
+"""
+
+
+def test_a_report_as_wide_as_excel_allows_completes_in_bounded_memory(run_dir: Path) -> None:
+    env = {**os.environ, "POLARS_MAX_THREADS": "2"}  # thread stacks count as address space
+    subprocess.run(
+        [sys.executable, "-c", WIDE_SCRIPT, str(run_dir)], env=env, timeout=600, check=True
+    )
+    rows = list(
+        openpyxl.load_workbook(run_dir / "report.xlsx", read_only=True).worksheets[0].values
+    )
+    assert len(rows) == 4 and all(len(r) == 16_384 for r in rows)
+    assert rows[0][-1] == "c16383" and rows[3][-1] == "r2 c16383"
+    assert rows[2][1000] == "=r1\nc1000"  # text, never a formula
+    with (run_dir / "report.csv").open(encoding="utf-8-sig", newline="") as f:
+        assert [len(r) for r in csv.reader(f)] == [16_384] * 4
+
+
+def test_a_preview_notes_the_xlsx_cells_it_cut(tmp_path: Path) -> None:
+    rows = [["phone", "status", "bio"], ["8613812345678", "a", "😀" * 16_384]]
+    with (tmp_path / "list.csv").open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    (tmp_path / "campaign.toml").write_text(COLLIDING_CAMPAIGN.split("jinja =")[0])
+    result = run_cli("preview", str(tmp_path / "campaign.toml"), "--format", "xlsx",
+                     "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [run] = (tmp_path / "out").iterdir()
+    header, row = sheet_values(run / "report.xlsx")["report"]
+    assert row[header.index("status (result)")] == "would_send"
+    assert row[header.index("error")].startswith("XLSX cell C2 cut to 32,767 characters")
+    with (run / "report.csv").open(encoding="utf-8-sig", newline="") as f:
+        [csv_header, csv_row] = list(csv.reader(f))
+    assert csv_row[2] == rows[1][2] and csv_row[csv_header.index("error")] == ""
+
+
+# -- XLSX layout: column widths, wrapped cells ------------------------------------------------
+
+
+def column_widths(path: Path) -> list[float]:
+    """The width of every column, from the first sheet's <cols> ranges."""
+    with zipfile.ZipFile(path) as zf:
+        sheet = ElementTree.fromstring(zf.read("xl/worksheets/sheet1.xml"))
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    widths: list[float] = []
+    for col in sheet.iterfind("m:cols/m:col", ns):
+        assert int(col.get("min")) == len(widths) + 1 and col.get("customWidth") == "1"
+        widths += [float(col.get("width"))] * (int(col.get("max")) - int(col.get("min")) + 1)
+    return widths
+
+
+def test_xlsx_columns_are_sized_from_header_and_values(run_dir: Path) -> None:
+    frame = pl.DataFrame(
+        {
+            "phone": ["8613812345678", "861381234"],
+            "status": ["would_send", "sent"],
+            "note": ["x" * 500, None],  # capped
+            "city": ["北京市朝阳区", None],  # wide characters count twice
+            "lines": ["short\nthe longest line here\nmid", None],  # the widest line counts
+            "a": [None, None],  # nothing but a short header: the minimum
+            "b": [None, None],
+            "attempts": pl.Series([1, 12], dtype=pl.Int64),
+        }
+    )
+    write(run_dir, [frame])
+    widths = column_widths(run_dir / "report.xlsx")
+    assert len(widths) == frame.width
+    phone, status, note, city, lines, a, b, attempts = widths
+    assert 13 < phone <= 20 and 10 < status <= 16 and note == 60
+    assert 12 < city <= 18  # 6 characters, each two columns wide
+    assert len("the longest line here") < lines <= 30
+    assert a == b == 4
+    assert len("attempts") < attempts < 14
+
+
+def test_xlsx_wraps_exactly_the_cells_with_line_breaks(run_dir: Path) -> None:
+    frame = pl.DataFrame(
+        {
+            "plain": ["one line", "two\nlines", "=x\ny"],
+            "multi\nline header": ["cr\ronly", None, "crlf\r\nend"],
+        }
+    )
+    write(run_dir, [frame])
+    sheet = openpyxl.load_workbook(run_dir / "report.xlsx").worksheets[0]
+    wrapped = [[bool(c.alignment.wrap_text) for c in row] for row in sheet.iter_rows()]
+    assert wrapped == [[False, True], [False, True], [True, False], [True, True]]
+    header = sheet["B1"]
+    assert header.font.b and header.value == "multi\nline header"
+    risky = sheet["A4"]
+    assert risky.quotePrefix and risky.alignment.wrap_text and risky.value == "=x\ny"
+    assert not sheet["A2"].alignment.wrap_text and not sheet["A2"].quotePrefix
+
+
+def test_a_report_too_wide_for_excel_is_still_written_as_csv(
+    run_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pl.DataFrame([pl.Series(f"c{j}", ["v"]) for j in range(16_385)])
+    write(run_dir, [frame])
+    assert sorted(p.name for p in run_dir.iterdir()) == ["report.csv"]
+    assert read_csv(run_dir / "report.csv").shape == (1, 16_385)
+    assert "report.xlsx not written: the report has 16,385 columns" in caplog.text
+
+
+def test_wide_reports_are_encoded_like_narrow_ones(tmp_path: Path) -> None:
+    # Wide frames take another encoding path (all cells in one expression).
+    narrow = tricky_frame()
+    copies = [narrow.rename(lambda c, k=k: f"{c} {k}") for k in range(1, 10)]
+    wide = pl.concat([narrow, *copies], how="horizontal")
+    assert wide.width >= 64
+    for name, frame in (("n", narrow), ("w", wide)):
+        (tmp_path / name).mkdir()
+        write(tmp_path / name, [frame])
+
+    def csv_rows(folder: Path) -> list[list[str]]:
+        with (folder / "report.csv").open(encoding="utf-8-sig", newline="") as f:
+            return list(csv.reader(f))
+
+    for short, long in zip(csv_rows(tmp_path / "n"), csv_rows(tmp_path / "w"), strict=True):
+        assert long[: narrow.width] == short
+        assert long[narrow.width : 2 * narrow.width] == short or short == COLUMNS
+
+    def cells(folder: Path) -> list[list[tuple[object, bool, bool, bool]]]:
+        sheet = openpyxl.load_workbook(folder / "report.xlsx").worksheets[0]
+        return [
+            [
+                (c.value, bool(c.quotePrefix), bool(c.alignment.wrap_text), bool(c.font.b))
+                for c in row
+            ]
+            for row in sheet.iter_rows()
+        ]
+
+    for short, long in zip(cells(tmp_path / "n"), cells(tmp_path / "w"), strict=True):
+        assert long[: narrow.width] == short
+        assert [c[1:] for c in long[narrow.width : 2 * narrow.width]] == [c[1:] for c in short]
