@@ -142,7 +142,9 @@ for template in json.loads(sys.argv[1]):
     message = compile_message({"To": template})
     out = message.render(pl.DataFrame({"first_name": ["ana"], "x": ["1"]}))
     results.append([out[message.slot("To").column][0], out[RENDER_ERROR][0]])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: ru_maxrss keeps the parent's peak across exec
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({"results": results, "peak_mib": peak}))
 """
 
