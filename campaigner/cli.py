@@ -205,6 +205,17 @@ def print_tally(tally: Tally, *, head: Status) -> None:
 def _print_preview(result: PreviewResult) -> None:
     _echo(f"Preview of {result.input_path}")
     print_tally(result.tally, head=Status.WOULD_SEND)
+    ambiguous = result.ambiguous_summary()
+    if ambiguous["rows"]:
+        region = result.ambiguous.region if result.ambiguous else None
+        choices = ", ".join(
+            f'"{c}"{" (this campaign)" if c == ambiguous["choice"] else ""} {n:,}'
+            for c, n in ambiguous["would_send"].items()
+        )
+        _echo(
+            f"  {ambiguous['rows']:,} ambiguous numbers (valid as {region} numbers and with a "
+            f"country code): rows sent with [send] ambiguous = {choices}"
+        )
     _echo(f"  estimated send time at {result.qps}/s: {_duration(result.estimated_send_seconds)}")
     if result.examples:
         _echo("First rendered calls (recipient masked):")

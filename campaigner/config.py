@@ -19,6 +19,7 @@ from typing import Any
 
 from campaigner.channels import PARAMETERS, unknown_keys
 from campaigner.errors import ConfigError
+from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
 
 __all__ = (
     "MAX_CAMPAIGN_BYTES",
@@ -34,7 +35,7 @@ MAX_QPS = 250  # SendChatappMessage's per-account limit
 MAX_CAMPAIGN_BYTES = 1 << 20  # a campaign is a page of TOML; more is a wrong file
 
 _TOP_KEYS = ("name", "input", "sheet", "encoding", "send", "message")
-_SEND_KEYS = ("qps", "default_region", "max_attempts", "timeout_s", "outage_limit_s")
+_SEND_KEYS = ("qps", "default_region", "ambiguous", "max_attempts", "timeout_s", "outage_limit_s")
 # Parameters that hold structures; the rest are scalars (strings or integers).
 _OBJECT_PARAMS = ("TemplateParams", "Payload", "Content", "ProductAction", "FlowAction")
 
@@ -43,6 +44,9 @@ _OBJECT_PARAMS = ("TemplateParams", "Payload", "Content", "ProductAction", "Flow
 class SendSettings:
     qps: int = MAX_QPS
     default_region: str | None = None
+    # digits valid both as a default_region number and with a country code: "reject",
+    # or send the "region" or the "country_code" reading
+    ambiguous: Ambiguity = "reject"
     max_attempts: int = 5  # attempts for answers that provably were not accepted (throttling, 503)
     timeout_s: float = 15.0  # read timeout per request; a timeout is an `unknown` outcome
     outage_limit_s: float = 300.0  # give up (resumable) when CAMS stays unreachable this long
@@ -96,6 +100,10 @@ def _parse_send(raw: object) -> SendSettings:
                 f"(got {region!r})"
             )
         region = region.upper()
+    ambiguous = raw.get("ambiguous", "reject")
+    if ambiguous not in AMBIGUITY_CHOICES:
+        choices = ", ".join(f'"{c}"' for c in AMBIGUITY_CHOICES)
+        raise ConfigError(f"[send] ambiguous must be one of {choices} (got {ambiguous!r})")
     attempts = raw.get("max_attempts", 5)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
         raise ConfigError(f"[send] max_attempts must be from 1 to 20 (got {attempts!r})")
@@ -108,6 +116,7 @@ def _parse_send(raw: object) -> SendSettings:
     return SendSettings(
         qps=qps,
         default_region=region,
+        ambiguous=ambiguous,
         max_attempts=attempts,
         timeout_s=float(timeout),
         outage_limit_s=float(outage),

@@ -13,14 +13,66 @@ from campaigner.columns import STATUS, TO
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
 from campaigner.outcomes import Status
+from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
 from campaigner.readers import InputTable, open_input
 from campaigner.report import ReportWriter, write_json_atomic
-from campaigner.rows import Deduper, Plan, mask_recipient
+from campaigner.rows import AMBIGUOUS_READINGS, PHONE_CHANNELS, Deduper, Plan, mask_recipient
 from campaigner.runs import ReportLayout, Tally, new_run_dir
 
-__all__ = ("PreviewResult", "open_campaign_input", "resolve_input", "run_preview")
+__all__ = (
+    "AmbiguousTally",
+    "PreviewResult",
+    "open_campaign_input",
+    "resolve_input",
+    "run_preview",
+)
 
 _EXAMPLES = 3
+
+
+@dataclass
+class AmbiguousTally:
+    """What each ``[send] ambiguous`` choice would send.
+
+    A choice sends one row per distinct recipient among the valid rows, so its count is the
+    size of a union: the recipients of the valid rows that are not ambiguous, plus that
+    choice's reading of each ambiguous row that is valid otherwise. Recipients are kept as
+    64-bit hashes (8 bytes a row); nothing is kept when no number can be ambiguous.
+    """
+
+    chosen: Ambiguity
+    region: str | None  # the default_region; without one no number is ambiguous
+    rows: int = 0
+    _fixed: list[pl.Series] = field(default_factory=list)
+    _readings: dict[str, list[pl.Series]] = field(default_factory=dict)
+
+    @classmethod
+    def for_plan(cls, plan: Plan) -> AmbiguousTally:
+        send = plan.campaign.send
+        return cls(send.ambiguous, send.default_region if plan.channel in PHONE_CHANNELS else None)
+
+    def add(self, prepared: pl.DataFrame) -> None:
+        if self.region is None:
+            return
+        ambiguous = prepared[AMBIGUOUS_READINGS["region"]].is_not_null()
+        count = int(ambiguous.sum())
+        self.rows += count
+        sent = prepared[STATUS].is_in([Status.WOULD_SEND.value, Status.DUPLICATE.value])
+        self._fixed.append(prepared.filter(sent & ~ambiguous)[TO].hash(seed=0).unique())
+        if count:
+            for choice, column in AMBIGUOUS_READINGS.items():
+                hashes = prepared.filter(ambiguous)[column].hash(seed=0)
+                self._readings.setdefault(choice, []).append(hashes)
+
+    def would_send(self, actual: int) -> dict[str, int]:
+        """Rows each choice would send; ``actual`` is what the campaign's own choice sends."""
+        if self.region is None:
+            return dict.fromkeys(AMBIGUITY_CHOICES, actual)
+        fixed = pl.concat(self._fixed).unique() if self._fixed else pl.Series([], dtype=pl.UInt64)
+        counts = {"reject": fixed.len()}
+        for choice in AMBIGUOUS_READINGS:
+            counts[choice] = pl.concat([fixed, *self._readings.get(choice, [])]).n_unique()
+        return counts
 
 
 @dataclass
@@ -31,10 +83,22 @@ class PreviewResult:
     qps: int
     seconds: float
     examples: list[dict[str, str]] = field(default_factory=list)
+    ambiguous: AmbiguousTally | None = None
 
     @property
     def would_send(self) -> int:
         return self.tally.count(Status.WOULD_SEND)
+
+    def ambiguous_summary(self) -> dict[str, Any]:
+        """Rows with a phone number valid both ways, and what each choice would send."""
+        tally = self.ambiguous
+        return {
+            "rows": tally.rows if tally else 0,
+            "choice": tally.chosen if tally else "reject",
+            "would_send": tally.would_send(self.would_send)
+            if tally
+            else dict.fromkeys(AMBIGUITY_CHOICES, self.would_send),
+        }
 
     @property
     def estimated_send_seconds(self) -> float:
@@ -46,6 +110,7 @@ class PreviewResult:
             "input": str(self.input_path),
             **self.tally.as_dict(),
             "would_send": self.would_send,
+            "ambiguous": self.ambiguous_summary(),
             "qps": self.qps,
             "estimated_send_seconds": round(self.estimated_send_seconds, 1),
             "duration_seconds": round(self.seconds, 3),
@@ -89,10 +154,13 @@ def run_preview(
     layout = ReportLayout.for_input(table.columns)
     run_dir = new_run_dir(out, campaign.name)
     tally = Tally()
+    ambiguous = AmbiguousTally.for_plan(plan)
     examples: list[dict[str, str]] = []
     want_xlsx = table.kind == "xlsx" if xlsx is None else xlsx
     try:
-        _write_preview(plan, table, layout, run_dir, want_xlsx, batch_rows, tally, examples)
+        _write_preview(
+            plan, table, layout, run_dir, want_xlsx, batch_rows, tally, examples, ambiguous
+        )
     except BaseException:
         if not any(run_dir.iterdir()):
             run_dir.rmdir()  # no half-made run folders
@@ -104,6 +172,7 @@ def run_preview(
         qps=campaign.send.qps,
         seconds=time.perf_counter() - started,
         examples=examples,
+        ambiguous=ambiguous,
     )
     write_json_atomic(run_dir / "summary.json", {"name": campaign.name, **result.summary()})
     return result
@@ -118,12 +187,14 @@ def _write_preview(
     batch_rows: int,
     tally: Tally,
     examples: list[dict[str, str]],
+    ambiguous: AmbiguousTally,
 ) -> None:
     deduper = Deduper()
     error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
     with ReportWriter(run_dir, layout.columns, xlsx=want_xlsx, note_column=error) as writer:
         for batch in table.batches(batch_rows):
             prepared = plan.prepare(batch, deduper)
+            ambiguous.add(prepared)
             if len(examples) < _EXAMPLES:
                 sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)
                 for row in sendable.head(_EXAMPLES - len(examples)).iter_rows(named=True):

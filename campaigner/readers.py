@@ -11,7 +11,11 @@ Choices (documented for the rest of campaigner):
 
 * Header: the first non-blank row (XLSX: of the chosen sheet; by default the
   first visible worksheet). Header names are stripped of surrounding
-  whitespace. An empty header cell names its column ``column_<letter>`` (Excel
+  whitespace and invisible characters (``CELL_EDGE_CHARS``: BOM, zero-width,
+  direction marks), the trimming every cell gets before rendering
+  (``trim_cell``); data cells themselves stay as they are. A CSV header record
+  is read whole up to ``MAX_CSV_HEADER_BYTES`` and may have up to
+  ``MAX_CSV_COLUMNS`` (Excel's 16,384) columns. An empty header cell names its column ``column_<letter>`` (Excel
   letter of its position) unless the whole column is empty, then the column is
   dropped. Duplicates keep the first name and rename later ones ``name_2``,
   ``name_3``. Being stripped, no name starts with whitespace, which keeps every
@@ -22,10 +26,11 @@ Choices (documented for the rest of campaigner):
 * CSV encodings: a BOM (UTF-8, UTF-16, UTF-32) wins; otherwise ``encoding`` if
   given, else UTF-8. Invalid UTF-8 is a file-level error that names the line
   and suggests the ``encoding`` setting; there is no silent cp1252 fallback.
-  Line ends are normalised to ``\\n`` (also inside quoted cells).
-* CSV parsing: polars, on chunks cut at record ends; a marker field appended
-  to each line gives every record's true field count (polars pads short rows
-  silently). From the first chunk whose quoting is not RFC 4180 (polars would
+  Records end at LF, CRLF or CR; a line end inside a quoted cell stays exactly
+  as written, so the report gives every cell back byte for byte.
+* CSV parsing: polars, on chunks cut at record ends; every record's true field
+  count comes from its text (polars pads short rows silently), and a marker
+  field in front of each line keeps blank lines. From the first chunk whose quoting is not RFC 4180 (polars would
   read it its own way) the rest of the file is read with Python's ``csv``
   module (non-strict), the reference for damaged quoting: slower, nothing lost.
 * CSV damage: ragged rows keep their first cells and get an issue; NUL bytes
@@ -36,7 +41,9 @@ Choices (documented for the rest of campaigner):
   (``TRUE``/``FALSE``), error cells and formulas without a cached value (row
   issues), numbers fastexcel would print differently from the rules below.
   Numbers: integers below 1e15 as digits, larger integers in Excel's
-  scientific form (``8.61381E+18``), other numbers ``format(v, ".15g")``.
+  scientific form (``8.61381E+18``), other numbers ``format(v, ".15g")``; a
+  number in a percent format (``0%``, ``0.00%``, custom ones) as Excel shows it,
+  with the format's decimals (0.5 in ``0%`` is ``50%``, 0.125 is ``13%``).
   Dates: ISO 8601 (``2025-02-20`` or ``2025-02-20T10:30:00``), times of day
   ``10:30:00``; a date past year 9999 is a row issue. A text cell spelled
   exactly like fastexcel's date output (``2025-02-20 10:30:00``) is normalised
@@ -64,7 +71,15 @@ from campaigner.errors import EmptyInputError, UnreadableInputError
 if TYPE_CHECKING:
     from campaigner.xlsx import XlsxData
 
-__all__ = ("ISSUE_COLUMN", "ROW_COLUMN", "InputTable", "column_letter", "open_input")
+__all__ = (
+    "CELL_EDGE_CHARS",
+    "ISSUE_COLUMN",
+    "ROW_COLUMN",
+    "InputTable",
+    "column_letter",
+    "open_input",
+    "trim_cell",
+)
 
 ROW_COLUMN = columns.ROW
 ISSUE_COLUMN = columns.ISSUE
@@ -91,13 +106,26 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ARCHIVE_MAGICS = (b"\x1f\x8b\x08", b"\xfd7zXZ\x00", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07")
 
+# CSV: the header record is read whole up to this size (the sample grows from 64 KiB), and
+# may hold as many columns as an Excel sheet.
+MAX_CSV_HEADER_BYTES = 8 * _MiB
+MAX_CSV_COLUMNS = MAX_SHEET_COLUMNS
+
+# Characters that can sit at the edge of a cell without anyone seeing them: whitespace and
+# invisible format characters (BOM, zero-width, direction marks, soft hyphen). Cells are
+# trimmed of them before rendering, so none reaches a message; header names likewise.
+CELL_EDGE_CHARS = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + (
+    "\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\u206a\u206b\u206c\u206d\u206e\u206f"
+    "\ufeff"
+)
+
 _DELIMITERS = (",", ";", "\t", "|")
 _BLOCK = 8 * _MiB
 _SAMPLE = 64 * 1024
 _MAX_RECORD = 64 * _MiB
 # Control characters used as an end-of-record marker field; one absent from the chunk is chosen.
 _SENTINELS = "\x1f\x1e\x1d\x1c\x1b\x1a\x19\x18\x17\x16\x15\x14\x13\x12\x11\x10"
-_MAX_CSV_WIDTH = 1 << 16
 _SLOW_BATCH = 20_000
 
 _RESERVED = frozenset({ROW_COLUMN, ISSUE_COLUMN})
@@ -199,6 +227,11 @@ def open_input(
 
 def _fail(path: Path, message: str) -> UnreadableInputError:
     return UnreadableInputError(f"{path.name} {message}")
+
+
+def trim_cell(cell: pl.Expr) -> pl.Expr:
+    """A cell without whitespace or invisible characters at either end."""
+    return cell.str.strip_chars(CELL_EDGE_CHARS)
 
 
 def column_letter(index: int) -> str:
@@ -315,28 +348,38 @@ def _open_csv(path: Path, head: bytes, encoding: str | None) -> InputTable:
     codec, skip = _csv_encoding(path, head, encoding)
     _validate_text(path, codec, skip)
 
-    blocks = _text_blocks(path, codec, skip, "replace", _SAMPLE)
-    sample_bytes = b"".join(_take(blocks, _SAMPLE))
-    truncated = len(sample_bytes) > _SAMPLE
-    sample = sample_bytes[:_SAMPLE].decode("utf-8", errors="replace")
-    if truncated:
-        sample = sample[: sample.rfind("\n") + 1] or sample
-    if sample.lstrip("\ufeff").lstrip().startswith("<?xml"):
-        raise _fail(path, "is an XML file, not a CSV. Save it from Excel as .xlsx or CSV.")
-    delimiter = _sniff_delimiter(sample, truncated, path.suffix.lower())
-
-    header, header_record, later = _find_header(sample, delimiter, truncated)
+    size = _SAMPLE
+    while True:
+        # The sample grows until it holds the whole header record (a wide header is longer
+        # than 64 KiB), within MAX_CSV_HEADER_BYTES.
+        sample, truncated = _read_sample(path, codec, skip, size)
+        if sample.lstrip("\ufeff").lstrip().startswith("<?xml"):
+            raise _fail(path, "is an XML file, not a CSV. Save it from Excel as .xlsx or CSV.")
+        delimiter = _sniff_delimiter(sample, truncated, path.suffix.lower())
+        header, header_record, later, whole = _find_header(sample, delimiter, truncated)
+        if whole:
+            break
+        if size >= MAX_CSV_HEADER_BYTES:
+            limit = f"{MAX_CSV_HEADER_BYTES // _MiB} MiB"
+            if header is None:
+                raise EmptyInputError(f"{path.name} has no header row in its first {limit}.")
+            raise _fail(path, f"has a header row longer than {limit}; check that it is a CSV file.")
+        size = min(size * 8, MAX_CSV_HEADER_BYTES)
     if header is None:
-        if truncated:
-            raise EmptyInputError(f"{path.name} has no header row in its first 64 KiB.")
         raise EmptyInputError(f"{path.name} has no header row: it holds only blank lines.")
+    if len(header) > MAX_CSV_COLUMNS:
+        raise _fail(
+            path,
+            f"has {len(header):,} columns in its header row, more than {MAX_CSV_COLUMNS:,} "
+            "(Excel's limit). Remove the columns the campaign does not use.",
+        )
     if any("\x00" in cell for cell in header):
         raise _fail(
             path,
             "has NUL bytes in its header row; it is damaged or not a text file. "
             "If it is UTF-16 text without a BOM, set the input encoding (e.g. 'utf-16-le').",
         )
-    names = [cell.strip() for cell in header]
+    names = [cell.strip(CELL_EDGE_CHARS) for cell in header]
     width = len(names)
     plan = _CsvPlan(
         path=path,
@@ -441,32 +484,37 @@ def _take(blocks: Iterator[bytes], limit: int) -> Iterator[bytes]:
 def _text_blocks(
     path: Path, codec: str, skip: int, errors: str, block_size: int = _BLOCK
 ) -> Iterator[bytes]:
-    """The file as UTF-8 bytes with ``\\n`` line ends, in blocks of about ``_BLOCK`` bytes."""
+    """The file as UTF-8 bytes in blocks of about ``_BLOCK`` bytes.
+
+    Line ends stay as they are: a CR or CRLF inside a quoted cell is part of the cell.
+    """
     decoder = None if codec == "utf-8" else codecs.getincrementaldecoder(codec)(errors)
-    pending_cr = False
     with path.open("rb") as fh:
         fh.seek(skip)
         while True:
             raw = fh.read(block_size)
             final = not raw
             data = raw if decoder is None else decoder.decode(raw, final=final).encode("utf-8")
-            if pending_cr:
-                data = b"\r" + data
-                pending_cr = False
-            if b"\r" in data:
-                if data.endswith(b"\r") and not final:
-                    # A CRLF may straddle two blocks: decide with the next one.
-                    data = data[:-1]
-                    pending_cr = True
-                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if data:
                 yield data
             if final:
                 return
 
 
+def _read_sample(path: Path, codec: str, skip: int, size: int) -> tuple[str, bool]:
+    """About ``size`` bytes of text from the start, cut after a line end when there is more."""
+    data = b"".join(_take(_text_blocks(path, codec, skip, "replace", size), size))
+    truncated = len(data) > size
+    sample = data[:size].decode("utf-8", errors="replace")
+    if truncated:
+        sample = sample[: max(sample.rfind("\n"), sample.rfind("\r")) + 1] or sample
+    return sample, truncated
+
+
 def _sample_records(sample: str, delimiter: str, truncated: bool, limit: int) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"', strict=False)
+    # newline="": lines split at CR, LF and CRLF and keep them, as csv wants.
+    lines = io.StringIO(sample, newline="")
+    reader = csv.reader(lines, delimiter=delimiter, quotechar='"', strict=False)
     records: list[list[str]] = []
     try:
         for record in reader:
@@ -504,29 +552,59 @@ def _sniff_delimiter(sample: str, truncated: bool, suffix: str) -> str:
 
 def _find_header(
     sample: str, delimiter: str, truncated: bool
-) -> tuple[list[str] | None, int, bool]:
-    """First non-blank record of the sample, its record index, and whether data follows."""
-    records = _sample_records(sample, delimiter, truncated, 1_000_000)
+) -> tuple[list[str] | None, int, bool, bool]:
+    """First non-blank record of the sample, its record index, whether data follows, and
+    whether the header is known to be whole (a truncated sample's last record may be cut)."""
+    records = _sample_records(sample, delimiter, False, 1_000_000)
     for index, record in enumerate(records):
         if any(cell.strip() for cell in record):
-            later = any(any(c.strip() for c in r) for r in records[index + 1 :])
-            return record, index, later
-    return None, 0, False
+            whole = not truncated or index + 1 < len(records)
+            following = records[index + 1 : len(records) - 1 if truncated else None]
+            later = any(any(c.strip() for c in r) for r in following)
+            return record, index, later, whole
+    return None, 0, False, not truncated
+
+
+def _line_end_before(buf: bytes, end: int) -> int:
+    """Offset just after the last line end (LF, CRLF or CR) within ``buf[:end]``, or 0.
+
+    A CR is a line end only when no LF follows it; a CR that ends ``buf`` may be half of a
+    CRLF whose LF is still unread, so it does not count."""
+    while True:
+        cut = max(buf.rfind(b"\n", 0, end), buf.rfind(b"\r", 0, end)) + 1
+        if cut == 0 or buf[cut - 1] == 0x0A or (cut < len(buf) and buf[cut] != 0x0A):
+            return cut
+        end = cut - 1
 
 
 def _record_cut(buf: bytes) -> int:
-    """Offset just after the last newline that ends a record (even number of quotes before)."""
-    cut = buf.rfind(b"\n") + 1
+    """Offset just after the last line end that ends a record (even number of quotes before)."""
+    cut = _line_end_before(buf, len(buf))
     if cut == 0:
         return 0
     quotes = buf.count(b'"', 0, cut)
     while quotes % 2:
-        prev = buf.rfind(b"\n", 0, cut - 1) + 1
+        prev = _line_end_before(buf, cut - 1)
         if prev == 0:
             return 0
         quotes -= buf.count(b'"', prev, cut)
         cut = prev
     return cut
+
+
+def _unify_line_ends(chunk: bytes) -> bytes:
+    """CR and CRLF record ends become LF; those inside quoted cells stay as they are.
+
+    Only used on chunks that are RFC 4180 quoted, where a quote count tells inside from
+    outside: the text between quotes 2k-1 and 2k is inside a quoted cell.
+    """
+    if b"\r" not in chunk:
+        return chunk
+    parts = chunk.split(b'"')
+    parts[0::2] = [
+        p.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in p else p for p in parts[0::2]
+    ]
+    return b'"'.join(parts)
 
 
 def _csv_raw_frames(plan: _CsvPlan) -> Iterator[pl.DataFrame]:
@@ -546,7 +624,7 @@ def _csv_raw_frames(plan: _CsvPlan) -> Iterator[pl.DataFrame]:
         if exhausted:
             if not pending:
                 return
-            added = not pending.endswith(b"\n")
+            added = not pending.endswith((b"\n", b"\r"))
             chunk = pending + b"\n" if added else pending
             pending = b""
         else:
@@ -575,11 +653,13 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _parse_chunk(chunk: bytes, plan: _CsvPlan, record0: int) -> tuple[pl.DataFrame, int] | None:
-    """Parse whole records with polars; None when polars rejects the chunk.
+    """Parse whole records with polars; None when polars would read the chunk its own way.
 
-    Polars pads short rows silently, so a marker field is appended to every
-    line: its position is the record's field count.
+    Polars pads short rows silently, so each record's true field count comes from the text:
+    one more than its delimiters outside quotes. A marker field put in front of every line
+    keeps blank lines as records. Both cost the same whatever the number of columns.
     """
+    chunk = _unify_line_ends(chunk)
     sentinel = next((s for s in _SENTINELS if s.encode() not in chunk), None)
     if sentinel is None:
         return None
@@ -587,59 +667,51 @@ def _parse_chunk(chunk: bytes, plan: _CsvPlan, record0: int) -> tuple[pl.DataFra
     quoted = b'"' in chunk
     if quoted and not _well_quoted(chunk, d):
         return None  # polars reads bad quoting its own way; csv's reading is the reference
-    marker = d + sentinel + "\n"
-    data = chunk.replace(b"\n", marker.encode())
-    width = plan.width + 2
-    while True:
-        try:
-            frame = pl.read_csv(
-                data,
-                has_header=False,
-                separator=d,
-                quote_char='"' if quoted else None,
-                schema={f"c{i}": pl.String for i in range(width)},
-                truncate_ragged_lines=True,
-                missing_columns="insert",
-                raise_if_empty=False,
-            )
-        except BaseException as exc:
-            if not isinstance(exc, Exception) and not _is_panic(exc):
-                raise
-            return None
-        count = frame.select(
-            pl.coalesce(
-                [pl.when(pl.col(f"c{i}") == sentinel).then(pl.lit(i)) for i in range(width)]
-            )
-        ).to_series()
-        if not count.null_count() or width >= _MAX_CSV_WIDTH:
-            break
-        width = min(width * 4, _MAX_CSV_WIDTH)
+    text = pl.Series([chunk.decode("utf-8", errors="replace")])
+    if quoted:
+        text = text.str.replace_all('"[^"]*"', "")  # RFC 4180: quoted parts hold no field ends
+    # The chunk ends with a line end: the last piece after it is no record.
+    pieces = text.str.split("\n").explode()
+    counts = pieces.head(pieces.len() - 1).str.count_matches(d, literal=True).cast(pl.Int64) + 1
+    marker = sentinel + d
+    data = marker.encode() + chunk[:-1].replace(b"\n", b"\n" + marker.encode()) + b"\n"
+    cells = [f"c{i}" for i in range(plan.width)]
+    try:
+        frame = pl.read_csv(
+            data,
+            has_header=False,
+            separator=d,
+            quote_char='"' if quoted else None,
+            schema={"__m": pl.String, **dict.fromkeys(cells, pl.String)},
+            truncate_ragged_lines=True,
+            missing_columns="insert",
+            raise_if_empty=False,
+        ).drop("__m")
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and not _is_panic(exc):
+            raise
+        return None
     records = frame.height
     lines = chunk.count(b"\n")
-    if records > lines:
-        return None  # more records than lines: parsing went astray
-    cells = [f"c{i}" for i in range(plan.width)]
-    exprs = [pl.col(c) for c in cells]
+    if records != counts.len() or records > lines:
+        return None  # parsing went astray
+    cell = pl.col(cells)
     if quoted and records < lines:
-        # Multi-line cells got the marker inside them: take it out again.
-        exprs = [
-            pl.when(e.str.contains(sentinel, literal=True))
-            .then(e.str.replace_all(marker, "\n", literal=True))
-            .otherwise(e)
-            for e in exprs
-        ]
-    # The marker itself fills the first missing cell of a short row: it is no value.
-    exprs = [
-        pl.when((e != "") & (e != sentinel)).then(e).alias(c)
-        for e, c in zip(exprs, cells, strict=True)
-    ]
-    frame = frame.select(
-        *exprs,
-        count.fill_null(-1).cast(pl.Int64).alias("__n"),
+        # Multi-line cells got the marker after their inner line ends: take it out again.
+        cell = (
+            pl.when(cell.str.contains(sentinel, literal=True))
+            .then(cell.str.replace_all("\n" + marker, "\n", literal=True))
+            .otherwise(cell)
+        )
+    if b'""' in chunk:
+        cell = pl.when(cell != "").then(cell)  # a quoted empty cell is empty too
+    frame = frame.with_columns(
+        *([cell] if quoted else []),
+        counts.alias("__n"),
         pl.int_range(record0, record0 + records, dtype=pl.Int64).alias("__rec"),
     )
     if b"\x00" in chunk:
-        nul = pl.any_horizontal([pl.col(c).str.contains("\x00", literal=True) for c in cells])
+        nul = pl.any_horizontal(pl.col(cells).str.contains("\x00", literal=True))
         bad: pl.Expr = pl.when(nul).then(pl.lit(_NUL_ISSUE))
     else:
         bad = pl.lit(None, dtype=pl.String)
@@ -680,6 +752,9 @@ def _keep_data(frame: pl.DataFrame, plan: _CsvPlan) -> pl.DataFrame:
     return frame.filter((pl.col("__rec") > plan.header_record) & nonblank)
 
 
+_LINE_SPLIT = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
+
+
 def _csv_slow_frames(
     blocks: Iterator[bytes], plan: _CsvPlan, record0: int
 ) -> Iterator[pl.DataFrame]:
@@ -687,15 +762,16 @@ def _csv_slow_frames(
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def lines() -> Iterator[str]:
+        # Each line with its own end (LF, CRLF or CR), which csv keeps inside quoted cells.
         tail = ""
         for block in blocks:
-            parts = (tail + decoder.decode(block)).split("\n")
+            parts = _LINE_SPLIT.split(tail + decoder.decode(block))
             tail = parts.pop()
-            for part in parts:
-                yield part + "\n"
+            if not tail and parts and parts[-1].endswith("\r"):
+                tail = parts.pop()  # maybe half of a CRLF: wait for the next block
+            yield from parts
         tail += decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+        yield from (part for part in _LINE_SPLIT.split(tail) if part)
 
     reader = csv.reader(lines(), delimiter=plan.delimiter, quotechar='"', strict=False)
     width = plan.width
@@ -743,11 +819,8 @@ def _finish_csv(raw: pl.DataFrame, plan: _CsvPlan) -> pl.DataFrame:
     width = plan.width
     n = pl.col("__n")
     cells = pl.when(n == 1).then(pl.lit("cell")).otherwise(pl.lit("cells"))
-    ragged = (
-        pl.when(n < 0)
-        .then(pl.lit(f"row has more than {_MAX_CSV_WIDTH} cells but the header has {width}"))
-        .when(n != width)
-        .then(pl.format("row has {} {} but the header has {}", n, cells, pl.lit(width)))
+    ragged = pl.when(n != width).then(
+        pl.format("row has {} {} but the header has {}", n, cells, pl.lit(width))
     )
     issue = pl.concat_str([ragged, pl.col("__bad")], separator="; ", ignore_nulls=True)
     return raw.select(

@@ -32,6 +32,7 @@ from campaigner import templating
 from campaigner.columns import RENDER_ERROR, internal
 from campaigner.config import closest
 from campaigner.errors import ConfigError, MissingColumnsError
+from campaigner.readers import trim_cell
 
 __all__ = (
     "MAX_RENDERED_CHARS",
@@ -197,9 +198,10 @@ class MessageTemplate:
         )
 
     def context_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """The columns templates read: trimmed, with blank cells as null (undefined)."""
+        """The columns templates read: trimmed (whitespace, BOM, zero-width and other invisible
+        characters at either end), with blank cells as null (undefined)."""
         return frame.select(
-            pl.col(v).str.strip_chars().replace("", None).alias(v) for v in sorted(self.variables)
+            trim_cell(pl.col(v)).replace("", None).alias(v) for v in sorted(self.variables)
         )
 
     def render(self, frame: pl.DataFrame) -> pl.DataFrame:

@@ -22,16 +22,23 @@ from campaigner.columns import ERROR, RENDER_ERROR, STATUS, TO, internal
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
 from campaigner.outcomes import Status
-from campaigner.phones import normalize_phones
+from campaigner.phones import Ambiguity, normalize_phones
 from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN
 from campaigner.rendering import MessageTemplate, Slot, compile_message
 
-__all__ = ("PHONE_CHANNELS", "Deduper", "Plan", "mask_recipient")
+__all__ = ("AMBIGUOUS_READINGS", "PHONE_CHANNELS", "Deduper", "Plan", "mask_recipient")
 
 PHONE_CHANNELS = frozenset({"whatsapp", "viber"})
 # Work columns added next to the input columns (whose names may be anything).
 _FIRST_ROW = internal("first_row")
 _TO_RAW, _TO_ERROR, _CALL_ERROR = internal("to_raw"), internal("to_error"), internal("call_error")
+# Both readings of an ambiguous phone number (null for every other row, and for rows invalid
+# for another reason), whatever [send] ambiguous chose: the preview counts what each choice
+# would send.
+AMBIGUOUS_READINGS: dict[Ambiguity, str] = {
+    "region": internal("region_reading"),
+    "country_code": internal("country_code_reading"),
+}
 # A syntactically valid stand-in used when checking a call's other parameters.
 _PLACEHOLDER_TO = "8613800000000"
 # Slots under these parameters carry free text the reference puts no rules on.
@@ -154,15 +161,21 @@ class Plan:
             if self.to_slot.kind != "static"
             else pl.Series([self.to_slot.parts[0][1]] * frame.height, dtype=pl.String)
         )
-        to_value, to_error = self._recipients(frame, to_raw)
+        to_value, to_error, readings = self._recipients(frame, to_raw)
         frame = frame.with_columns(
             to_value.alias(TO),
             to_raw.alias(_TO_RAW),
             to_error.alias(_TO_ERROR),
             self._call_errors(frame).alias(_CALL_ERROR),
+            *readings,
         )
+        otherwise_valid = pl.coalesce(ISSUE_COLUMN, RENDER_ERROR, _CALL_ERROR).is_null()
         frame = frame.with_columns(
-            pl.coalesce(ISSUE_COLUMN, RENDER_ERROR, _TO_ERROR, _CALL_ERROR).alias(ERROR)
+            pl.coalesce(ISSUE_COLUMN, RENDER_ERROR, _TO_ERROR, _CALL_ERROR).alias(ERROR),
+            *(
+                pl.when(otherwise_valid).then(pl.col(c)).alias(c)
+                for c in AMBIGUOUS_READINGS.values()
+            ),
         )
         frame = frame.with_columns(
             pl.when(pl.col(ERROR).is_null())
@@ -173,9 +186,12 @@ class Plan:
         ).drop(RENDER_ERROR, _TO_ERROR, _CALL_ERROR, _TO_RAW)
         return deduper.mark(frame)
 
-    def _recipients(self, frame: pl.DataFrame, to_raw: pl.Series) -> tuple[pl.Series, pl.Series]:
+    def _recipients(
+        self, frame: pl.DataFrame, to_raw: pl.Series
+    ) -> tuple[pl.Series, pl.Series, list[pl.Series]]:
         """Each row's ``To`` and its error: phone numbers in E.164; user and WhatsApp group
-        IDs (``RecipientType=group``, fixed or per row) kept as the exact ID they are."""
+        IDs (``RecipientType=group``, fixed or per row) kept as the exact ID they are. Then
+        the ``AMBIGUOUS_READINGS`` columns."""
         height = frame.height
         kind_slot = self.template.slot("RecipientType")
         if self.channel not in PHONE_CHANNELS:
@@ -190,18 +206,29 @@ class Plan:
             )
             # Loosely read here; check_call reports a RecipientType that is not exactly "group".
             as_id = (kinds.str.strip_chars().str.to_lowercase() == "group").fill_null(False)
+        send = self.campaign.send
         phones = (
-            None if as_id.all() else normalize_phones(to_raw, self.campaign.send.default_region)
+            None
+            if as_id.all()
+            else normalize_phones(to_raw, send.default_region, send.ambiguous).rename(
+                {f"{choice}_reading": c for choice, c in AMBIGUOUS_READINGS.items()}
+            )
         )
+        readings = [
+            pl.Series(c, [None] * height, dtype=pl.String)
+            if phones is None
+            else pl.select(pl.when(~as_id).then(phones[c])).to_series().alias(c)
+            for c in AMBIGUOUS_READINGS.values()
+        ]
         if phones is not None and not as_id.any():
-            return phones["e164"], phones["phone_error"]
+            return phones["e164"], phones["phone_error"], readings
         ids = to_raw.str.strip_chars()
         ok = ids.str.contains(f"^(?:{ID_PATTERN})$").fill_null(False)
         rule = id_rule(self.channel, "group")  # the user-ID wording off WhatsApp
         id_value = pl.select(pl.when(ok).then(ids)).to_series()
         id_error = pl.select(pl.when(~ok).then(pl.lit(rule))).to_series()
         if phones is None:
-            return id_value, id_error
+            return id_value, id_error, readings
         mixed = pl.DataFrame({"id": as_id, "iv": id_value, "ie": id_error}).with_columns(
             phones["e164"].alias("pv"), phones["phone_error"].alias("pe")
         )
@@ -209,7 +236,7 @@ class Plan:
             pl.when("id").then("iv").otherwise("pv").alias("v"),
             pl.when("id").then("ie").otherwise("pe").alias("e"),
         )
-        return chosen["v"], chosen["e"]
+        return chosen["v"], chosen["e"], readings
 
     def _call_errors(self, frame: pl.DataFrame) -> pl.Series:
         """check_call once per distinct combination of the rule-bearing rendered values."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import posixpath
 import re
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,14 +52,20 @@ class _SheetEntry:
 
 # Cells whose fastexcel text must be replaced, one frame per scanned part:
 # row and col (1-based), ref ("C7"), kind ("e" error, "b" boolean, "f" formula
-# without a cached value, "n" number to render ourselves) and raw <v> text.
+# without a cached value, "n" number to render ourselves, "p" number in a percent
+# format), raw <v> text and style (the cell's s="..." for "p", else null).
 _SPECIAL_SCHEMA = {
     "row": pl.Int64,
     "col": pl.Int64,
     "ref": pl.String,
     "kind": pl.String,
     "raw": pl.String,
+    "style": pl.Int64,
 }
+
+# Percent number formats: style index -> (fewest, most) decimals shown.
+_Percents = dict[int, tuple[int, int]]
+_BUILTIN_PERCENT = {9: "0%", 10: "0.00%"}
 
 
 @dataclass(slots=True)
@@ -67,6 +75,7 @@ class _ScanState:
     max_col: int = 26  # exact once a reference beyond column Z is seen
     max_row: int = 99_999  # exact once a reference beyond row 99,999 is seen
     irregular: bool = False  # some cells lack r="..."; bounds come from counting
+    percents: _Percents = field(default_factory=dict)
     row_cursor: int = 0  # last row seen while counting (carries across parts)
     specials: list[pl.DataFrame] = field(default_factory=list)
 
@@ -76,6 +85,7 @@ class _LoadedSheet:
     frame: pl.DataFrame  # fastexcel output; row i is sheet row i + 1
     columns: tuple[int, ...]  # 1-based sheet column of each frame column
     specials: pl.DataFrame  # _SPECIAL_SCHEMA
+    percents: _Percents  # decimals of the percent styles
 
 
 class _HostileError(Exception):
@@ -111,13 +121,23 @@ _NUMBER_CANDIDATE = (
 )
 
 
-def _sheet_pattern(prefix: str) -> str:
+def _sheet_pattern(prefix: str, percent_styles: Iterable[int] = ()) -> str:
     """One Rust regex pass finds everything the pre-scan needs in a block of sheet XML."""
     p = re.escape(prefix)
     formula = rf"<{p}f[^>]*(?:/>|>[^<]*</{p}f>)"
+    styles = "|".join(str(s) for s in sorted(percent_styles))
+    percent = (
+        # cells in a percent format (numbers among them are rendered as the user sees them)
+        [
+            rf"<{p}c\s[^>]*\bs\s*=\s*[\"'](?:{styles})[\"'][^>]*>\s*(?:{formula}\s*)?<{p}v>[^<]*</{p}v>"
+        ]
+        if styles
+        else []
+    )
     return "|".join(
         (
             r"<!(?:DOCTYPE|ENTITY)",
+            *percent,
             # booleans and error cells
             rf"<{p}c\s[^>]*\bt\s*=\s*[\"'][eb][\"'][^>]*(?:/>|>(?s:.*?)</{p}c>)",
             # formulas without a cached value
@@ -210,7 +230,8 @@ def _read_xlsx(path: Path, sheet: str | int | None) -> tuple[_SheetEntry, _Loade
             if "worksheets/" in lower or "chartsheets/" in lower:
                 continue  # calamine only opens the chosen sheet
             _check_xml_part(zf, info)
-        scan = _scan_sheet(zf, names[entry.part])
+        percents = _percent_styles(zf, names, workbook_part)
+        scan = _scan_sheet(zf, names[entry.part], percents)
     return entry, _load_sheet(path, entry, scan, date_shift)
 
 
@@ -381,9 +402,52 @@ def _choose_sheet(path: Path, sheets: list[_SheetEntry], sheet: str | int | None
     raise _fail(path, f"has no sheet named {sheet!r} ({_sheet_names_text(sheets)}).")
 
 
-def _scan_sheet(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _ScanState:
+def _percent_styles(
+    zf: zipfile.ZipFile, names: dict[str, zipfile.ZipInfo], workbook_part: str
+) -> _Percents:
+    """Cell styles (s="...") whose number format is a percentage, and its decimals."""
+    part = next(
+        (t for kind, t in _relationships(zf, names, workbook_part).values() if kind == "styles"),
+        None,
+    )
+    if part is None or part not in names:
+        return {}
+    root = _parse_xml(_read_small(zf, names[part], 64 * readers._MiB), part)
+    codes: dict[int, str] = dict(_BUILTIN_PERCENT)
+    percents: _Percents = {}
+    for element in root.iter():
+        if _local(element.tag) == "numFmt":
+            number = element.get("numFmtId", "")
+            if number.isdigit():
+                codes[int(number)] = element.get("formatCode", "")
+        elif _local(element.tag) == "cellXfs":
+            for index, xf in enumerate(x for x in element if _local(x.tag) == "xf"):
+                number = xf.get("numFmtId", "0")
+                code = codes.get(int(number)) if number.isdigit() else None
+                decimals = _percent_decimals(code) if code else None
+                if decimals is not None:
+                    percents[index] = decimals
+    return percents
+
+
+def _percent_decimals(code: str) -> tuple[int, int] | None:
+    """(fewest, most) decimals of a percent format's first section; None if not a percent.
+
+    "0%" -> (0, 0), "0.00%" -> (2, 2), "0.0#%" -> (1, 2). Formats with date or time parts,
+    or text, are not percentages here.
+    """
+    section = re.split(r';(?=(?:[^"]*"[^"]*")*[^"]*$)', code, maxsplit=1)[0]
+    bare = re.sub(r'"[^"]*"|\\.|\[[^\]]*\]|_.|\*.', "", section)  # literals, colours, fills
+    if "%" not in bare or re.search(r"[yYmMdDhHsS@eE]", bare):
+        return None
+    digits = bare.split("%", 1)[0]
+    fraction = digits.split(".", 1)[1] if "." in digits else ""
+    return fraction.count("0"), sum(fraction.count(c) for c in "0#?")
+
+
+def _scan_sheet(zf: zipfile.ZipFile, info: zipfile.ZipInfo, percents: _Percents) -> _ScanState:
     """Stream the sheet XML once: bound the cell grid, find the cells that need care."""
-    state = _ScanState()
+    state = _ScanState(percents=percents)
     carry = b""
     first = True
     end_tag = b"</row>"
@@ -400,7 +464,7 @@ def _scan_sheet(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _ScanState:
                 if found and found.group(1):
                     state.prefix = found.group(1).decode("ascii") + ":"
                     end_tag = b"</" + found.group(1) + b":row>"
-                state.pattern = _sheet_pattern(state.prefix)
+                state.pattern = _sheet_pattern(state.prefix, percents)
                 _check_dimension(head, state.prefix.encode("ascii"))
             if block:
                 cut = buf.rfind(end_tag)
@@ -485,6 +549,9 @@ def _scan_part(part: bytes, state: _ScanState) -> None:
         t=tags.str.extract(rf"""\bt{quoted}([^"']*)""").fill_null("n"),
         value=pl.col("m").str.extract(rf"<{p}v(?:\s[^>]*)?>([^<]*)</{p}v>"),
         formula=pl.col("m").str.contains(f"<{p}f"),
+        style=tags.str.extract(rf"""\bs{quoted}([0-9]+)""").cast(pl.Int64, strict=False)
+        if state.percents
+        else pl.lit(None, pl.Int64),
     )
     if parts.filter(pl.col("cell") & pl.col("digits").is_null()).height:
         state.irregular = True  # a cell without r="...": count positions exactly
@@ -504,6 +571,7 @@ def _scan_part(part: bytes, state: _ScanState) -> None:
         state.max_row = max(state.max_row, int(top_row))
         state.max_col = max(state.max_col, int(top_col))
     t, value = pl.col("t"), pl.col("value")
+    percent = pl.col("style").is_in(list(state.percents)).fill_null(False)
     kind = (
         pl.when(~pl.col("cell"))
         .then(None)
@@ -515,11 +583,18 @@ def _scan_part(part: bytes, state: _ScanState) -> None:
         .then(None)
         .when(pl.col("formula") & ((value.is_null()) | ((value == "") & (t != "str"))))
         .then(pl.lit("f"))
+        .when((t == "n") & value.is_not_null() & (value != "") & percent)
+        .then(pl.lit("p"))
         .when((t == "n") & value.is_not_null() & (value != ""))
         .then(pl.lit("n"))
     )
     specials = parts.select(
-        "row", "col", "ref", kind.alias("kind"), value.str.strip_chars().fill_null("").alias("raw")
+        "row",
+        "col",
+        "ref",
+        kind.alias("kind"),
+        value.str.strip_chars().fill_null("").alias("raw"),
+        pl.when(percent).then(pl.col("style")).alias("style"),
     ).filter(pl.col("kind").is_not_null())
     if specials.height:
         state.specials.append(specials)
@@ -586,7 +661,7 @@ def _load_sheet(
     if date_shift:
         frame = frame.with_columns(_shift_dates(name, date_shift) for name in frame.columns)
     specials = pl.concat(scan.specials) if scan.specials else pl.DataFrame(schema=_SPECIAL_SCHEMA)
-    return _LoadedSheet(frame, columns, specials)
+    return _LoadedSheet(frame, columns, specials, scan.percents)
 
 
 def _shift_dates(name: str, days: int) -> pl.Expr:
@@ -620,7 +695,29 @@ def _or_value(column: str) -> pl.Expr:
     return pl.when(pl.col(column) != "").then(pl.col(column)).otherwise(pl.lit("#VALUE!"))
 
 
-def _special_values(group: pl.DataFrame, before: pl.Series) -> pl.Series:
+def _render_percent(raw: str, decimals: tuple[int, int]) -> str | None:
+    """A number in a percent format as Excel shows it: 0.5 in 0% is 50%, 0.125 is 13%."""
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        return None
+    if not value.is_finite():
+        return None
+    fewest, most = decimals
+    with localcontext() as ctx:
+        ctx.rounding = ROUND_HALF_UP  # Excel rounds halves away from zero
+        ctx.prec = 15  # and shows no more than 15 significant digits
+        value = +value
+        ctx.prec = 400  # room for the whole number part of any double
+        text = f"{value.scaleb(2).quantize(Decimal(1).scaleb(-most)):f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0").ljust(fewest, "0")
+    if whole == "-0" and not fraction.strip("0"):
+        whole = "0"  # a small negative number shows as 0%
+    return f"{whole}.{fraction}%" if fraction else f"{whole}%"
+
+
+def _special_values(group: pl.DataFrame, before: pl.Series, percents: _Percents) -> pl.Series:
     """New text for one column's special cells (null: empty cell or keep fastexcel's)."""
     kind, raw = group["kind"], group["raw"]
     number = raw.cast(pl.Float64, strict=False)
@@ -635,9 +732,22 @@ def _special_values(group: pl.DataFrame, before: pl.Series) -> pl.Series:
     if rest.len():
         texts = [_render_number(x) for x in raw.gather(rest).to_list()]
         rendered.scatter(rest, pl.Series(texts, dtype=pl.String))
+    in_percent = (kind == "p").arg_true()
+    if in_percent.len():
+        cache: dict[tuple[str, int], str | None] = {}
+        for key in zip(raw.gather(in_percent), group["style"].gather(in_percent), strict=True):
+            if key not in cache:
+                cache[key] = _render_percent(key[0], percents[key[1]])
+        texts = [
+            cache[key]
+            for key in zip(raw.gather(in_percent), group["style"].gather(in_percent), strict=True)
+        ]
+        rendered.scatter(in_percent, pl.Series(texts, dtype=pl.String))
     boolean = pl.when(raw.str.to_lowercase().is_in(["1", "true"])).then(pl.lit("TRUE"))
     return pl.select(
-        pl.when(kind == "n")
+        pl.when(kind == "p")
+        .then(rendered)
+        .when(kind == "n")
         .then(pl.when(is_date).then(None).otherwise(rendered))
         .when(kind == "b")
         .then(boolean.otherwise(pl.lit("FALSE")))
@@ -670,8 +780,8 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
         assert isinstance(pos, int)
         rows = group["index"]
         before = loaded.frame.to_series(pos).gather(rows)
-        values = _special_values(group, before)
-        keep = values.is_not_null() | (group["kind"] != "n")
+        values = _special_values(group, before, loaded.percents)
+        keep = values.is_not_null() | ~group["kind"].is_in(["n", "p"])
         series = frame.to_series(pos).clone()
         series.scatter(rows.filter(keep), values.filter(keep))
         replaced.append(series)
@@ -745,7 +855,7 @@ def _finish_xlsx(path: Path, entry: _SheetEntry, loaded: _LoadedSheet) -> InputT
 
     kept: list[tuple[str, str]] = []  # (frame column, header text)
     for i, name in enumerate(names):
-        text = (header[i] or "").strip()
+        text = (header[i] or "").strip(readers.CELL_EDGE_CHARS)
         if not text:
             if not column_used[i]:
                 continue  # no header and no data: not a column

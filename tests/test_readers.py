@@ -29,8 +29,9 @@ def read_all(table: InputTable, batch_rows: int = 50_000) -> pl.DataFrame:
     frames = list(table.batches(batch_rows))
     for frame in frames:
         assert frame.columns == [*table.columns, ROW_COLUMN, ISSUE_COLUMN]
-        assert frame.schema[ROW_COLUMN] == pl.Int64
-        assert all(frame.schema[c] == pl.String for c in (*table.columns, ISSUE_COLUMN))
+        schema = frame.schema  # built anew on each access: once for wide tables
+        assert schema[ROW_COLUMN] == pl.Int64
+        assert all(schema[c] == pl.String for c in (*table.columns, ISSUE_COLUMN))
         assert frame.height <= batch_rows
     if not frames:
         schema = dict.fromkeys(table.columns, pl.String)
@@ -176,10 +177,28 @@ STRUCTURE_CASES: list[tuple[str, str, tuple[str, ...], list[tuple[object, ...]]]
         [("line1\nline2", "x", 2, None), ('q"uote', "c,omma", 3, None), ("3", "4", 4, None)],
     ),
     (
-        "quoted CRLF inside a cell",
+        "quoted CRLF inside a cell is kept",
         'a,b\r\n"x\r\ny",1\r\n2,3\r\n',
         ("a", "b"),
-        [("x\ny", "1", 2, None), ("2", "3", 3, None)],
+        [("x\r\ny", "1", 2, None), ("2", "3", 3, None)],
+    ),
+    (
+        "quoted CR and LF inside cells are kept, whatever the file's line ends",
+        'a,b\n"x\ry","p\r\nq"\r"\r!",\r\n2,"\n"',
+        ("a", "b"),
+        [("x\ry", "p\r\nq", 2, None), ("\r!", None, 3, None), ("2", "\n", 4, None)],
+    ),
+    (
+        "CR only files: blank lines count, quoted CR and LF kept",
+        'a,b\r\r"x\ry",1\r"p\nq",2\r',
+        ("a", "b"),
+        [("x\ry", "1", 3, None), ("p\nq", "2", 4, None)],
+    ),
+    (
+        "damaged quoting (read by csv) keeps quoted line ends too",
+        'a,b\r\nab"c,1\r\n"x\r\ny\rz",2\r\n3,4\r',
+        ("a", "b"),
+        [('ab"c', "1", 2, None), ("x\r\ny\rz", "2", 3, None), ("3", "4", 4, None)],
     ),
     (
         "empty and quoted empty cells are null",
@@ -275,6 +294,43 @@ def test_csv_empty_inputs(tmp_path: Path, text: str, needle: str) -> None:
     assert needle in refused(write(tmp_path, "in.csv", text), EmptyInputError)
 
 
+def wide_csv(width: int, name: Callable[[int], str] = "c{:05d}".format) -> str:
+    header = ",".join(name(i) for i in range(width))
+    row = ",".join(str(i % 10) for i in range(width))
+    return f"{header}\n{row}\n{row}\n"
+
+
+def test_header_longer_than_the_first_sample_is_read_whole(tmp_path: Path) -> None:
+    # 16,000 columns make a ~100 KiB header; the first 64 KiB sample held 10,950 of them
+    # and every row was "row has 16000 cells but the header has 10950".
+    table = open_text(tmp_path, wide_csv(16_000))
+    assert len(table.columns) == 16_000 and table.columns[-1] == "c15999"
+    got = read_all(table)
+    assert got[ISSUE_COLUMN].to_list() == [None, None]
+    assert got["c15999"].to_list() == ["9", "9"] and got[ROW_COLUMN].to_list() == [2, 3]
+
+
+def test_wide_header_with_quoted_line_breaks_is_read_whole(tmp_path: Path) -> None:
+    table = open_text(tmp_path, wide_csv(12_000, '"name\n{}"'.format))
+    assert len(table.columns) == 12_000 and table.columns[-1] == "name\n11999"
+    assert read_all(table)[ISSUE_COLUMN].to_list() == [None, None]
+
+
+def test_header_beyond_the_limits_is_a_clear_file_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = refused(write(tmp_path, "wide.csv", wide_csv(16_403)))
+    assert "16,403 columns" in message and "16,384" in message
+    monkeypatch.setattr(readers, "MAX_CSV_HEADER_BYTES", 1 << 20)
+    long_names = wide_csv(4_000, lambda i: f"{i:0300d}")  # a 1.2 MB header record
+    assert "header row longer than 1 MiB" in refused(write(tmp_path, "long.csv", long_names))
+
+
+def test_blank_lines_beyond_the_first_sample_before_the_header(tmp_path: Path) -> None:
+    table = open_text(tmp_path, "\n" * 100_000 + "a,b\n1,2\n")
+    assert rows(table) == [("1", "2", 100_002, None)]
+
+
 def test_nul_in_header_is_a_file_error(tmp_path: Path) -> None:
     assert "NUL" in refused(write(tmp_path, "in.csv", b"a\x00,b\n1,2\n"))
 
@@ -325,16 +381,48 @@ def test_small_blocks_keep_records_whole(
     text = "a,b\r\n" + '"x\r\n""y""\r\nz",1\r\n' * 30 + "p,q\r\n" + '"unterminated\r\n1,2\r\n'
     table = open_text(tmp_path, text)
     got = rows(table)
-    assert got[:30] == [('x\n"y"\nz', "1", 2 + i, None) for i in range(30)]
+    assert got[:30] == [('x\r\n"y"\r\nz', "1", 2 + i, None) for i in range(30)]
     assert got[30] == ("p", "q", 32, None)
-    assert got[31][0] == "unterminated\n1,2\n" and got[31][2] == 33
+    assert got[31][0] == "unterminated\r\n1,2\r\n" and got[31][2] == 33
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 64])
+def test_cr_line_ends_split_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    # A CRLF cut between two blocks is one line end, not a CR line end and a blank line.
+    monkeypatch.setattr(readers, "_BLOCK", block)
+    text = 'a,b\r\n1,"x\r\ny"\r\n\r\n2,"\r"\r3,4\r\n'
+    assert rows(open_text(tmp_path, text)) == [
+        ("1", "x\r\ny", 2, None),
+        ("2", "\r", 4, None),
+        ("3", "4", 5, None),
+    ]
+    # The same file read by the csv module after a quoting problem.
+    damaged = 'a,b\r\n"q"x,0\r\n' + text[5:]
+    assert rows(open_text(tmp_path, damaged))[1:] == [
+        ("1", "x\r\ny", 3, None),
+        ("2", "\r", 5, None),
+        ("3", "4", 6, None),
+    ]
 
 
 # --------------------------------------------------------------------------- CSV properties
 
 CELL = st.text(
-    alphabet=st.sampled_from(list('ab ,;"\n\tZ0+é€中\U0001f600')), min_size=0, max_size=8
+    alphabet=st.sampled_from(list('ab ,;"\n\r\tZ0+é€中\U0001f600')), min_size=0, max_size=8
 )
+
+
+def csv_text(records: list[list[str]], terminator: str) -> str:
+    """RFC 4180 text; unlike csv.writer, also quotes a cell holding a CR when lines end in LF."""
+
+    def field(cell: str) -> str:
+        return (
+            f'"{cell.replace(chr(34), chr(34) * 2)}"' if any(c in cell for c in ',"\r\n') else cell
+        )
+
+    return "".join(",".join(field(c) for c in record) + terminator for record in records)
 
 
 def expected_rows(header: list[str], records: list[list[str]]) -> list[tuple[object, ...]]:
@@ -359,7 +447,7 @@ def expected_rows(header: list[str], records: list[list[str]]) -> list[tuple[obj
     # One-column files get their delimiter by elimination, so start at two columns.
     width=st.integers(min_value=2, max_value=5),
     data=st.data(),
-    terminator=st.sampled_from(["\n", "\r\n"]),
+    terminator=st.sampled_from(["\n", "\r\n", "\r"]),
     block=st.sampled_from([16, 97, 8 << 20]),
 )
 def test_property_every_row_once(
@@ -381,18 +469,11 @@ def test_property_every_row_once(
             max_size=25,
         )
     )
-    # The csv module writes "\r" inside cells verbatim; the reader turns every line end into "\n".
-    records = [[c.replace("\r", "") for c in r] for r in records]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator=terminator)
-    writer.writerow(header)
-    writer.writerows(records)
-    path = write(tmp_path, "prop.csv", buffer.getvalue())
+    path = write(tmp_path, "prop.csv", csv_text([header, *records], terminator))
     table = open_input(path)
     assert table.columns == tuple(header)
-    got = rows(table)
-    want = expected_rows(header, [[c.replace("\r\n", "\n") for c in r] for r in records])
-    assert got == want
+    # Every cell comes back exactly as written, CR and CRLF inside quoted cells included.
+    assert rows(table) == expected_rows(header, records)
 
 
 @settings(
@@ -472,15 +553,25 @@ def raw_xlsx(
     name: str = "raw.xlsx",
     shared_strings: str = EMPTY_SST,
     dimension: str = "",
+    styles: str = "",
 ) -> Path:
     """A minimal workbook written by hand, for XML that openpyxl would not produce."""
     path = tmp_path / name
+    rels = WORKBOOK_RELS
+    if styles:
+        rels = rels.replace(
+            "</Relationships>",
+            '<Relationship Id="rId3" Type="http://schemas.openxmlformats.org/officeDocument/'
+            '2006/relationships/styles" Target="styles.xml"/></Relationships>',
+        )
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("[Content_Types].xml", CONTENT_TYPES)
         zf.writestr("_rels/.rels", ROOT_RELS)
         zf.writestr("xl/workbook.xml", WORKBOOK)
-        zf.writestr("xl/_rels/workbook.xml.rels", WORKBOOK_RELS)
+        zf.writestr("xl/_rels/workbook.xml.rels", rels)
         zf.writestr("xl/sharedStrings.xml", shared_strings)
+        if styles:
+            zf.writestr("xl/styles.xml", styles)
         dim = f'<dimension ref="{dimension}"/>' if dimension else ""
         zf.writestr(
             "xl/worksheets/sheet1.xml",
@@ -574,6 +665,64 @@ def test_xlsx_cells_render_as_the_user_sees_them(tmp_path: Path) -> None:
         (*row3, "0.333333333333333", 3, None),
         (*row4, "1e-07", 4, None),
     ]
+
+
+def test_xlsx_percent_formats_render_as_the_user_sees_them(tmp_path: Path) -> None:
+    # Numbers keep their General rendering; a percent format shows the percentage with the
+    # format's decimals, rounded half away from zero as Excel shows it.
+    formats = ["0%", "0.00%", "0.0#%", "0%;[Red]-0%", "General", "0.00"]
+    data: list[list[object]] = [
+        ["discount", "rate", "flex", "signed", "plain", "fixed"],
+        [0.5, 0.1234, 0.5, -0.25, 0.5, 0.5],
+        [0.125, 1, 0.12345, 0.285, 0.125, 1 / 3],
+        [1.5, 0.000001, 0.1, "50%", 1, 2],
+        [None, "=B3*2", "text", None, None, None],
+    ]
+
+    def percent_styles(workbook: openpyxl.Workbook) -> None:
+        sheet = workbook["Main"]
+        for column, number_format in zip("ABCDEF", formats, strict=True):
+            for row in range(2, 6):
+                sheet[f"{column}{row}"].number_format = number_format
+
+    table = open_input(make_xlsx(tmp_path, data, extra=percent_styles))
+    assert rows(table) == [
+        ("50%", "12.34%", "50.0%", "-25%", "0.5", "0.5", 2, None),
+        ("13%", "100.00%", "12.35%", "29%", "0.125", "0.333333333333333", 3, None),
+        ("150%", "0.00%", "10.0%", "50%", "1", "2", 4, None),
+        (
+            None,
+            None,
+            "text",
+            None,
+            None,
+            None,
+            5,
+            "cell B5 has a formula without a saved value (open and save it in Excel)",
+        ),
+    ]
+
+
+def test_xlsx_percent_format_from_the_workbook_styles(tmp_path: Path) -> None:
+    # A custom percent format (numFmt 164) next to built-in ones, in a hand-made workbook
+    # whose sheet XML also has cached formula values and cells beyond column Z.
+    styles = (
+        '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        '<numFmts count="1"><numFmt numFmtId="164" formatCode="0.0%"/>'
+        '</numFmts><cellXfs count="4"><xf numFmtId="0"/><xf numFmtId="9"/>'
+        '<xf numFmtId="164"/><xf numFmtId="14"/></cellXfs></styleSheet>'
+    )
+    sheet = (
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c>'
+        '<c r="AB1" t="inlineStr"><is><t>b</t></is></c></row>'
+        '<row r="2"><c r="A2" s="1"><f>1/4</f><v>0.25</v></c><c r="AB2" s="2"><v>0.07</v></c>'
+        "</row>"
+        '<row r="3"><c r="A3" s="3"><v>45000</v></c><c r="AB3" s="1" t="s"><v>0</v></c></row>'
+    )
+    sst = EMPTY_SST.replace('count="0" uniqueCount="0"></sst>', 'count="1" uniqueCount="1">')
+    sst += "<si><t>x</t></si></sst>"
+    path = raw_xlsx(tmp_path, sheet, shared_strings=sst, styles=styles)
+    assert rows(open_input(path)) == [("25%", "7.0%", 2, None), ("2023-03-15", "x", 3, None)]
 
 
 def test_xlsx_mixed_column_is_never_coerced(tmp_path: Path) -> None:
@@ -952,8 +1101,7 @@ def test_property_damaged_csv_reads_like_python_csv(
     monkeypatch.setattr(readers, "_BLOCK", block)
     text = "h1,h2,h3\n" + body
     path = write(tmp_path, "damaged.csv", text)
-    normal = text.replace("\r\n", "\n").replace("\r", "\n")
-    records = list(csv.reader(io.StringIO(normal, newline=""), strict=False))
+    records = list(csv.reader(io.StringIO(text, newline=""), strict=False))
     try:
         table = open_input(path)
     except EmptyInputError:
