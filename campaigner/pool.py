@@ -8,7 +8,9 @@ never waits on fsync while requests are due).
 
 Retries happen only for answers that prove the request was not accepted (throttling,
 503, connection refused) and go through the same pacer; ambiguous answers become
-``unknown`` and are never retried here. An account-level refusal stops the run.
+``unknown`` and are never retried here. An account-level refusal stops the run, and so
+does CAMS staying unreachable for ``outage_limit_s`` (connection failures use up no
+attempts; the rows wait, and a resume sends them).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from campaigner.cams import Reply, ReplyKind
 from campaigner.client import CamsClient
 from campaigner.crashpoints import crash_point
-from campaigner.journal import PENDING, Journal, Outcome
+from campaigner.journal import Journal, Outcome
 from campaigner.pacing import Pacer, PacerSettings
+from campaigner.statuses import JournalState
 
 __all__ = ("Job", "JournalWriter", "PoolStats", "SendPool")
 
@@ -336,14 +339,14 @@ class SendPool:
             "request_id": reply.request_id,
         }
         if reply.kind is ReplyKind.SENT:
-            self._record(Outcome(job.row, "sent", job.attempts, **fields), "sent")
+            self._record(Outcome(job.row, JournalState.SENT, job.attempts, **fields))
         elif reply.kind is ReplyKind.FAILED:
-            self._record(Outcome(job.row, "failed", job.attempts, **fields), "failed")
+            self._record(Outcome(job.row, JournalState.FAILED, job.attempts, **fields))
         elif reply.kind is ReplyKind.UNKNOWN:
-            self._record(Outcome(job.row, "unknown", job.attempts, **fields), "unknown")
+            self._record(Outcome(job.row, JournalState.UNKNOWN, job.attempts, **fields))
         elif reply.kind is ReplyKind.ACCOUNT:
             self.account_error = self.account_error or reply
-            self._record(Outcome(job.row, PENDING, job.attempts, **fields), "not_attempted")
+            self._record(Outcome(job.row, JournalState.PENDING, job.attempts, **fields))
             self.stop(f"the account was refused: {reply.code}")
         else:  # RETRY: provably not accepted
             return self._retry(job, reply, now, fields)
@@ -394,20 +397,28 @@ class SendPool:
             self._pacer.throttled(now, reply.retry_after_s)
             delay = max(self._backoff(job.attempts - job.unreachable), reply.retry_after_s or 0.0)
         if job.attempts - job.unreachable >= self.max_attempts or self.stopping:
-            self._record(Outcome(job.row, PENDING, job.attempts, **fields), "not_attempted")
+            self._record(Outcome(job.row, JournalState.PENDING, job.attempts, **fields))
             return None
         self.stats.retries += 1
         # Not in flight any more: a crash while it waits leaves it safe to resend.
-        self.writer.outcome(Outcome(job.row, PENDING, job.attempts, **fields))
+        self.writer.outcome(Outcome(job.row, JournalState.PENDING, job.attempts, **fields))
         return delay
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempts - 1))
         return self._rng.uniform(ceiling / 2, ceiling)
 
-    def _record(self, outcome: Outcome, counter: str) -> None:
+    def _record(self, outcome: Outcome) -> None:
+        """Commit a row's last outcome of this run and count it by its state."""
         self.writer.outcome(outcome)
-        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if outcome.state is JournalState.SENT:
+            self.stats.sent += 1
+        elif outcome.state is JournalState.FAILED:
+            self.stats.failed += 1
+        elif outcome.state is JournalState.UNKNOWN:
+            self.stats.unknown += 1
+        else:  # left pending: a later run sends it
+            self.stats.not_attempted += 1
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
@@ -415,8 +426,12 @@ class SendPool:
         """Rows whose intent was committed but whose request never started go back."""
         for job in [*self._reserved.values(), *self._waiting.values()]:
             self._record(
-                Outcome(job.row, PENDING, job.attempts, message="not started: the run stopped"),
-                "not_attempted",
+                Outcome(
+                    job.row,
+                    JournalState.PENDING,
+                    job.attempts,
+                    message="not started: the run stopped",
+                )
             )
         self._reserved.clear()
         self._waiting.clear()
