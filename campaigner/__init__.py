@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from campaigner.errors import CampaignerError
-from campaigner.outcomes import Status
+from campaigner.statuses import Status
 
 __all__ = ("CampaignerError", "Status")

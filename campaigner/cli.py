@@ -24,8 +24,8 @@ import click
 from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.config import load_campaign
 from campaigner.errors import CampaignerError, meaningful_leaf, storage_problem
-from campaigner.outcomes import Status
 from campaigner.runs import Tally, private_umask
+from campaigner.statuses import Status
 from campaigner.terminal import printable
 
 if TYPE_CHECKING:  # the send stack (aiohttp, anyio, the simulator) loads only when used

@@ -1,6 +1,6 @@
 """The one error hierarchy of campaigner.
 
-Run-level failures are exceptions; per-row problems are values (see ``outcomes``).
+Run-level failures are exceptions; per-row problems are values (see ``statuses``).
 The CLI catches ``CampaignerError`` once and maps it to a message and an exit code::
 
     CampaignerError

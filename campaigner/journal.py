@@ -5,8 +5,7 @@ before its request leaves the machine; its outcome is committed after the answer
 parsed. A row found in ``intent`` when a run starts again may have been delivered, so
 it becomes ``unknown`` and is never resent without ``--resend-unknown``.
 
-States: the report's statuses plus ``pending`` (checked, waiting to be sent) and
-``intent``. A row absent from the journal was never reached and is ``not_attempted``.
+States are ``statuses.JournalState``; the ``state`` column stores their values.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from campaigner.errors import JournalError
+from campaigner.statuses import JournalState
 
 __all__ = (
-    "FINAL_STATES",
     "Journal",
     "Outcome",
     "RunLock",
@@ -32,9 +31,6 @@ __all__ = (
 
 JOURNAL_NAME = "journal.sqlite"
 LOCK_NAME = "run.lock"
-PENDING, INTENT = "pending", "intent"
-# Rows in these states are never sent again by a resume.
-FINAL_STATES = frozenset({"sent", "failed", "invalid", "duplicate", "unknown"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,7 +69,7 @@ class Outcome:
     """A row's state change after an answer (or a decision not to send)."""
 
     row: int
-    state: str
+    state: JournalState
     attempts: int
     message_id: str | None = None
     code: str | None = None
@@ -165,14 +161,14 @@ class Journal:
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
 
-    def add_rows(self, rows: Iterable[tuple[int, str, str | None, str | None]]) -> None:
+    def add_rows(self, rows: Iterable[tuple[int, JournalState, str | None, str | None]]) -> None:
         """Record newly checked rows: (row, state, recipient, error). Existing rows are kept."""
         now = time.time()
         with self._tx():
             self._db.executemany(
                 "INSERT OR IGNORE INTO rows(row, state, recipient, error, updated_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                ((r, s, to, err, now) for r, s, to, err in rows),
+                ((r, JournalState(s).value, to, err, now) for r, s, to, err in rows),
             )
 
     def apply(self, intents: Sequence[int], outcomes: Sequence[Outcome]) -> None:
@@ -185,7 +181,7 @@ class Journal:
                     "request_id=?, error=?, updated_at=? WHERE row=?",
                     (
                         (
-                            o.state,
+                            JournalState(o.state).value,
                             o.attempts,
                             o.message_id,
                             o.code,
@@ -200,18 +196,18 @@ class Journal:
                 )
             if intents:
                 self._db.executemany(
-                    "UPDATE rows SET state='intent', intent_at=?, updated_at=? WHERE row=?",
-                    ((now, now, r) for r in intents),
+                    "UPDATE rows SET state=?, intent_at=?, updated_at=? WHERE row=?",
+                    ((JournalState.INTENT.value, now, now, r) for r in intents),
                 )
 
     def settle_interrupted(self) -> int:
         """Rows left in ``intent`` by a crash may have been delivered: mark them unknown."""
         with self._tx():
             cur = self._db.execute(
-                "UPDATE rows SET state='unknown', code=coalesce(code, 'Interrupted'), "
+                "UPDATE rows SET state=?, code=coalesce(code, 'Interrupted'), "
                 "message='the run stopped while this message was in flight; it may have "
-                "been delivered (run `campaigner reconcile`)', updated_at=? WHERE state='intent'",
-                (time.time(),),
+                "been delivered (run `campaigner reconcile`)', updated_at=? WHERE state=?",
+                (JournalState.UNKNOWN.value, time.time(), JournalState.INTENT.value),
             )
             return cur.rowcount
 
@@ -219,8 +215,8 @@ class Journal:
         """``--resend-unknown``: unknown rows go back to pending."""
         with self._tx():
             cur = self._db.execute(
-                "UPDATE rows SET state='pending', updated_at=? WHERE state='unknown'",
-                (time.time(),),
+                "UPDATE rows SET state=?, updated_at=? WHERE state=?",
+                (JournalState.PENDING.value, time.time(), JournalState.UNKNOWN.value),
             )
             return cur.rowcount
 
@@ -254,7 +250,8 @@ class Journal:
 
     def unknown_rows(self) -> list[tuple[int, str | None, float | None]]:
         return self._db.execute(
-            "SELECT row, recipient, intent_at FROM rows WHERE state='unknown' ORDER BY row"
+            "SELECT row, recipient, intent_at FROM rows WHERE state=? ORDER BY row",
+            (JournalState.UNKNOWN.value,),
         ).fetchall()
 
     def integrity_ok(self) -> bool:

@@ -21,9 +21,10 @@ import polars as pl
 
 from campaigner.client import CamsClient
 from campaigner.columns import STATUS
-from campaigner.journal import PENDING, Journal, Outcome
+from campaigner.journal import Journal, Outcome
 from campaigner.readers import ROW_COLUMN, InputTable
 from campaigner.rows import Deduper, Plan
+from campaigner.statuses import JournalState, Status
 
 __all__ = ("ReconcileResult", "reconcile_rows")
 
@@ -51,7 +52,9 @@ def _unknown_calls(
     deduper = Deduper()
     for batch in table.batches():
         prepared = plan.prepare(batch, deduper)
-        hits = prepared.filter(pl.col(ROW_COLUMN).is_in(wanted) & (pl.col(STATUS) != "invalid"))
+        hits = prepared.filter(
+            pl.col(ROW_COLUMN).is_in(wanted) & (pl.col(STATUS) != Status.INVALID.value)
+        )
         for row in hits.iter_rows(named=True):
             calls[row[ROW_COLUMN]] = plan.message(row)
     return calls
@@ -121,7 +124,7 @@ async def reconcile_rows(
             outcomes.append(
                 Outcome(
                     row,
-                    "sent",
+                    JournalState.SENT,
                     1,
                     message_id=message_id,
                     code="OK",
@@ -133,7 +136,7 @@ async def reconcile_rows(
             outcomes.append(
                 Outcome(
                     row,
-                    PENDING,
+                    JournalState.PENDING,
                     1,
                     code="NotDelivered",
                     message="not found by ListChatappMessage: it was not sent",

@@ -21,10 +21,10 @@ from campaigner.channels import GROUP_CHANNELS, ID_PATTERN, check_call, id_rule
 from campaigner.columns import ERROR, RENDER_ERROR, STATUS, TO, internal
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
-from campaigner.outcomes import Status
 from campaigner.phones import Ambiguity, normalize_phones
 from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN
 from campaigner.rendering import MessageTemplate, Slot, compile_message
+from campaigner.statuses import Status
 
 __all__ = ("AMBIGUOUS_READINGS", "PHONE_CHANNELS", "Deduper", "Plan", "mask_recipient")
 

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from campaigner.columns import ERROR, ROW, STATUS, TO, by_name, internal
-from campaigner.outcomes import RESULT_COLUMNS, Status
+from campaigner.statuses import RESULT_COLUMNS, Status
 
 __all__ = (
     "PARTIAL_MARK",

@@ -42,16 +42,7 @@ from campaigner.errors import (
     meaningful_leaf,
     storage_problem,
 )
-from campaigner.journal import (
-    FINAL_STATES,
-    INTENT,
-    LOCK_NAME,
-    PENDING,
-    Journal,
-    RunLock,
-    file_fingerprint,
-)
-from campaigner.outcomes import Status
+from campaigner.journal import LOCK_NAME, Journal, RunLock, file_fingerprint
 from campaigner.pacing import PacerSettings
 from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
 from campaigner.preview import open_campaign_input, resolve_input
@@ -69,6 +60,7 @@ from campaigner.runs import (
     run_folder_stem,
 )
 from campaigner.signing import Credentials
+from campaigner.statuses import FINAL_STATES, JournalState, Status
 
 __all__ = (
     "EarlierRun",
@@ -86,6 +78,15 @@ log = logging.getLogger(__name__)
 
 SEND_BATCH_ROWS = 5_000  # small batches keep the event loop responsive while rows are prepared
 _PROGRESS_EVERY_S = 0.5
+# Journal states a row is reported in as they are; rows in flight may have been delivered too.
+_SETTLED = (JournalState.SENT, JournalState.FAILED, JournalState.UNKNOWN)
+_DELIVERED = (JournalState.SENT, JournalState.UNKNOWN, JournalState.INTENT)
+# A prepared row's status → the state its journal row starts in.
+_JOURNAL_STATE = {
+    Status.WOULD_SEND: JournalState.PENDING,
+    Status.INVALID: JournalState.INVALID,
+    Status.DUPLICATE: JournalState.DUPLICATE,
+}
 
 
 @dataclass
@@ -193,13 +194,13 @@ def find_earlier_runs(
             continue
         if old.get("destination", meta.get("destination")) != meta.get("destination"):
             continue
-        unsent = counts.get(PENDING, 0) + counts.get(INTENT, 0)
+        unsent = counts.get(JournalState.PENDING, 0) + counts.get(JournalState.INTENT, 0)
         found.append(
             EarlierRun(
                 run_dir,
                 float(old.get("created_at") or 0),
                 finished=old.get("finished") == "yes" and not unsent,
-                delivered=sum(counts.get(s, 0) for s in ("sent", "unknown", INTENT)),
+                delivered=sum(counts.get(s, 0) for s in _DELIVERED),
             )
         )
     return sorted(found, key=lambda r: r.created_at)
@@ -346,9 +347,9 @@ def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal)
     status = (
         pl.when(~sendable)
         .then(pl.col(STATUS))
-        .when(state.is_in(["sent", "failed", "unknown"]))
+        .when(state.is_in([s.value for s in _SETTLED]))
         .then(state)
-        .when(state == INTENT)
+        .when(state == JournalState.INTENT.value)
         .then(pl.lit(Status.UNKNOWN.value))
         .otherwise(pl.lit(Status.NOT_ATTEMPTED.value))
     )
@@ -363,7 +364,7 @@ def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal)
             "Message",
             "RequestId",
             "attempts",
-            pl.when(state == INTENT)
+            pl.when(state == JournalState.INTENT.value)
             .then(pl.lit("in flight (or interrupted): may have been delivered"))
             .otherwise(pl.col("__jerror"))
             .alias("error"),
@@ -455,13 +456,13 @@ async def _feed(
         if prepared is None:
             return
         records = [
-            (row, PENDING if status == Status.WOULD_SEND.value else status, to, err)
+            (row, _JOURNAL_STATE[status], to, err)
             for row, status, to, err in prepared.select(ROW_COLUMN, STATUS, TO, ERROR).iter_rows()
         ]
         states: dict[int, str] = {}
 
         def record(
-            records: list[tuple[int, str, str | None, str | None]] = records,
+            records: list[tuple[int, JournalState, str | None, str | None]] = records,
             states: dict[int, str] = states,
         ) -> None:
             # In the writer's order: the batch's rows exist before any of their intents.
@@ -477,7 +478,7 @@ async def _feed(
             jobs = []
             for row in frame.iter_rows(named=True):
                 state = states.get(row[ROW_COLUMN])
-                if state in FINAL_STATES or state == INTENT:
+                if state in FINAL_STATES or state == JournalState.INTENT:
                     continue
                 jobs.append(Job(row[ROW_COLUMN], plan.query(row)))
             return jobs
@@ -688,7 +689,7 @@ async def run_send(
             journal.set_meta(meta)
         journal.set_meta({"finished": "no"})
         counts = journal.counts()
-        settled = sum(counts.get(s, 0) for s in ("sent", "failed", "unknown"))
+        settled = sum(counts.get(s, 0) for s in _SETTLED)
         total = max(tally.count(Status.WOULD_SEND) - settled, 0)
         send_started, cpu_started = time.perf_counter(), _cpu_seconds()
         pool = await _send_rows(
@@ -813,8 +814,8 @@ def _explain_failure(
         sent_words = f"some rows may have been sent; the journal in {run_dir} has what was"
         done = False
     else:
-        sent, in_flight = counts.get("sent", 0), counts.get(INTENT, 0)
-        settled = sent + counts.get("failed", 0) + counts.get("unknown", 0)
+        sent, in_flight = counts.get(JournalState.SENT, 0), counts.get(JournalState.INTENT, 0)
+        settled = sum(counts.get(s, 0) for s in _SETTLED)
         done = settled >= sendable and not in_flight
         details |= {"sent": sent, "in_flight": in_flight}
         sent_words = f"{sent:,} of {sendable:,} rows were sent"

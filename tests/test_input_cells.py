@@ -19,10 +19,10 @@ import pytest
 
 from campaigner.config import load_campaign, parse_campaign
 from campaigner.errors import ConfigError
-from campaigner.outcomes import Status
 from campaigner.preview import run_preview
 from campaigner.readers import open_input
 from campaigner.rows import Deduper, Plan
+from campaigner.statuses import Status
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,50 +11,58 @@ import pytest
 
 from campaigner.errors import JournalError
 from campaigner.journal import Journal, Outcome, RunLock, file_fingerprint
+from campaigner.statuses import JournalState
 
 
 def test_rows_move_from_pending_to_intent_to_outcome(tmp_path: Path) -> None:
     journal = Journal.in_run(tmp_path)
-    journal.add_rows([(2, "pending", "8613800000001", None), (3, "invalid", "x", "bad number")])
+    journal.add_rows(
+        [
+            (2, JournalState.PENDING, "8613800000001", None),
+            (3, JournalState.INVALID, "x", "bad number"),
+        ]
+    )
     journal.apply([2], [])
     assert journal.states() == {2: "intent", 3: "invalid"}
-    journal.apply([], [Outcome(2, "sent", 1, message_id="m-1", code="OK")])
+    journal.apply([], [Outcome(2, JournalState.SENT, 1, message_id="m-1", code="OK")])
     assert journal.states() == {2: "sent", 3: "invalid"}
     assert journal.integrity_ok()
 
 
 def test_add_rows_never_overwrites_a_known_row(tmp_path: Path) -> None:
     journal = Journal.in_run(tmp_path)
-    journal.add_rows([(2, "pending", "1", None)])
-    journal.apply([], [Outcome(2, "sent", 1, message_id="m")])
-    journal.add_rows([(2, "pending", "1", None)])  # a resume re-adds the batch
+    journal.add_rows([(2, JournalState.PENDING, "1", None)])
+    journal.apply([], [Outcome(2, JournalState.SENT, 1, message_id="m")])
+    journal.add_rows([(2, JournalState.PENDING, "1", None)])  # a resume re-adds the batch
     assert journal.states() == {2: "sent"}
 
 
 def test_outcomes_commit_before_intents_in_one_call(tmp_path: Path) -> None:
     """A retry's 'back to pending' and its new intent can land together: intent wins."""
     journal = Journal.in_run(tmp_path)
-    journal.add_rows([(2, "pending", "1", None)])
-    journal.apply([2], [Outcome(2, "pending", 1, code="System.LimitControl")])
+    journal.add_rows([(2, JournalState.PENDING, "1", None)])
+    journal.apply([2], [Outcome(2, JournalState.PENDING, 1, code="System.LimitControl")])
     assert journal.states() == {2: "intent"}
 
 
 def test_rows_left_in_intent_become_unknown(tmp_path: Path) -> None:
     journal = Journal.in_run(tmp_path)
-    journal.add_rows([(2, "pending", "1", None), (3, "pending", "2", None)])
+    journal.add_rows([(2, JournalState.PENDING, "1", None), (3, JournalState.PENDING, "2", None)])
     journal.apply([2], [])
     journal.close()
     reopened = Journal.in_run(tmp_path)  # as after a crash
     assert reopened.settle_interrupted() == 1
-    assert reopened.states() == {2: "unknown", 3: "pending"}
+    assert reopened.states() == {2: "unknown", 3: JournalState.PENDING}
     assert reopened.reopen_unknown() == 1
-    assert reopened.states() == {2: "pending", 3: "pending"}
+    assert reopened.states() == {2: JournalState.PENDING, 3: JournalState.PENDING}
 
 
 def test_a_committed_intent_survives_a_killed_process(tmp_path: Path) -> None:
     code = (
         "import os, sys; from pathlib import Path; from campaigner.journal import Journal\n"
-        "j = Journal.in_run(Path(sys.argv[1])); j.add_rows([(2, 'pending', '1', None)])\n"
+        "from campaigner.statuses import JournalState\n"
+        "j = Journal.in_run(Path(sys.argv[1]))\n"
+        "j.add_rows([(2, JournalState.PENDING, '1', None)])\n"
         "j.apply([2], []); os.kill(os.getpid(), 9)\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
@@ -93,7 +101,7 @@ def damage_pages(path: Path) -> None:
 def test_corrupted_pages_are_found_on_opening_and_said_honestly(tmp_path: Path) -> None:
     journal = Journal.in_run(tmp_path)
     journal.set_meta({"name": "c"})
-    journal.add_rows((r, "pending", f"86139{r:08d}", None) for r in range(2, 5002))
+    journal.add_rows((r, JournalState.PENDING, f"86139{r:08d}", None) for r in range(2, 5002))
     journal.close()
     damage_pages(tmp_path / "journal.sqlite")
     with pytest.raises(JournalError) as caught:

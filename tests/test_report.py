@@ -533,7 +533,7 @@ def test_files_are_private(run_dir: Path) -> None:
 
 
 def test_write_json_atomic(run_dir: Path) -> None:
-    from campaigner.outcomes import Status
+    from campaigner.statuses import Status
 
     path = run_dir / "summary.json"
     write_json_atomic(path, {"name": "Zoë", "dir": run_dir, "status": Status.SENT, "n": 3})
