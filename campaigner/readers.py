@@ -15,11 +15,12 @@ Choices (documented for the rest of campaigner):
   direction marks), the trimming every cell gets before rendering
   (``trim_cell``); data cells themselves stay as they are. A CSV header record
   is read whole up to ``MAX_CSV_HEADER_BYTES`` and may have up to
-  ``MAX_CSV_COLUMNS`` (Excel's 16,384) columns. An empty header cell names its column ``column_<letter>`` (Excel
-  letter of its position) unless the whole column is empty, then the column is
-  dropped. Duplicates keep the first name and rename later ones ``name_2``,
-  ``name_3``. Being stripped, no name starts with whitespace, which keeps every
-  name free of collisions with the internal columns (``campaigner.columns``).
+  ``MAX_CSV_COLUMNS`` (Excel's 16,384) columns. An empty header cell names its
+  column ``column_<letter>`` (Excel letter of its position) unless the whole
+  column is empty, then the column is dropped. Duplicates keep the first name
+  and rename later ones ``name_2``, ``name_3``. Being stripped, no name starts
+  with whitespace, which keeps every name free of collisions with the internal
+  columns (``campaigner.columns``).
 * Blank rows (every cell empty or whitespace) are not yielded, but they keep
   their number: a blank CSV line counts as a row, as Excel shows it. A quoted
   multi-line CSV record is one row.
@@ -28,11 +29,12 @@ Choices (documented for the rest of campaigner):
   and suggests the ``encoding`` setting; there is no silent cp1252 fallback.
   Records end at LF, CRLF or CR; a line end inside a quoted cell stays exactly
   as written, so the report gives every cell back byte for byte.
-* CSV parsing: polars, on chunks cut at record ends; every record's true field
-  count comes from its text (polars pads short rows silently), and a marker
-  field in front of each line keeps blank lines. From the first chunk whose quoting is not RFC 4180 (polars would
-  read it its own way) the rest of the file is read with Python's ``csv``
-  module (non-strict), the reference for damaged quoting: slower, nothing lost.
+* CSV parsing: polars, on chunks cut at record ends; a marker field appended
+  to each line gives every record's true field count (polars pads short rows
+  silently); wide tables count delimiters in the text instead. From the first
+  chunk whose quoting is not RFC 4180 (polars would read it its own way) the
+  rest of the file is read with Python's ``csv`` module (non-strict), the
+  reference for damaged quoting: slower, nothing lost.
 * CSV damage: ragged rows keep their first cells and get an issue; NUL bytes
   in a data row are a row issue (in the header, a file error).
 * XLSX is read with fastexcel (calamine) with every column as string, after a
@@ -127,6 +129,9 @@ _MAX_RECORD = 64 * _MiB
 # Control characters used as an end-of-record marker field; one absent from the chunk is chosen.
 _SENTINELS = "\x1f\x1e\x1d\x1c\x1b\x1a\x19\x18\x17\x16\x15\x14\x13\x12\x11\x10"
 _SLOW_BATCH = 20_000
+# Up to this many columns the field count is found as the marker's column; beyond, polars'
+# cost per column makes counting delimiters in the text cheaper.
+_MARKER_SEARCH_MAX_WIDTH = 256
 
 _RESERVED = frozenset({ROW_COLUMN, ISSUE_COLUMN})
 _NUL_ISSUE = "row contains NUL bytes (the file may be damaged)"
@@ -592,14 +597,17 @@ def _record_cut(buf: bytes) -> int:
     return cut
 
 
-def _unify_line_ends(chunk: bytes) -> bytes:
-    """CR and CRLF record ends become LF; those inside quoted cells stay as they are.
+def _unify_line_ends(chunk: bytes, *, quoted_crs: bool) -> bytes:
+    """CR and CRLF record ends become LF. With ``quoted_crs``, those inside quoted cells
+    stay as they are (slower: only for chunks known to have some).
 
     Only used on chunks that are RFC 4180 quoted, where a quote count tells inside from
     outside: the text between quotes 2k-1 and 2k is inside a quoted cell.
     """
     if b"\r" not in chunk:
         return chunk
+    if not quoted_crs:
+        return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     parts = chunk.split(b'"')
     parts[0::2] = [
         p.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in p else p for p in parts[0::2]
@@ -652,14 +660,20 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def _parse_chunk(chunk: bytes, plan: _CsvPlan, record0: int) -> tuple[pl.DataFrame, int] | None:
+def _parse_chunk(
+    raw: bytes, plan: _CsvPlan, record0: int, *, quoted_crs: bool = False
+) -> tuple[pl.DataFrame, int] | None:
     """Parse whole records with polars; None when polars would read the chunk its own way.
 
-    Polars pads short rows silently, so each record's true field count comes from the text:
-    one more than its delimiters outside quotes. A marker field put in front of every line
-    keeps blank lines as records. Both cost the same whatever the number of columns.
+    Polars pads short rows silently, so a marker field is appended to every line (it also
+    keeps blank lines as records): in a narrow table its position is the record's field
+    count. In a wide one, or when a row is longer than the header, counting the delimiters
+    outside quotes is cheaper than looking for the marker column by column.
+
+    Line ends are first all made LF, which is right unless a quoted cell holds a CR: then
+    some cell spans lines, and the chunk is parsed again keeping those CRs.
     """
-    chunk = _unify_line_ends(chunk)
+    chunk = _unify_line_ends(raw, quoted_crs=quoted_crs)
     sentinel = next((s for s in _SENTINELS if s.encode() not in chunk), None)
     if sentinel is None:
         return None
@@ -667,46 +681,59 @@ def _parse_chunk(chunk: bytes, plan: _CsvPlan, record0: int) -> tuple[pl.DataFra
     quoted = b'"' in chunk
     if quoted and not _well_quoted(chunk, d):
         return None  # polars reads bad quoting its own way; csv's reading is the reference
-    text = pl.Series([chunk.decode("utf-8", errors="replace")])
-    if quoted:
-        text = text.str.replace_all('"[^"]*"', "")  # RFC 4180: quoted parts hold no field ends
-    # The chunk ends with a line end: the last piece after it is no record.
-    pieces = text.str.split("\n").explode()
-    counts = pieces.head(pieces.len() - 1).str.count_matches(d, literal=True).cast(pl.Int64) + 1
-    marker = sentinel + d
-    data = marker.encode() + chunk[:-1].replace(b"\n", b"\n" + marker.encode()) + b"\n"
-    cells = [f"c{i}" for i in range(plan.width)]
+    marker = d + sentinel + "\n"
+    data = chunk.replace(b"\n", marker.encode())
+    width = plan.width + 2  # the cells, the marker, and one more for rows longer than that
     try:
         frame = pl.read_csv(
             data,
             has_header=False,
             separator=d,
             quote_char='"' if quoted else None,
-            schema={"__m": pl.String, **dict.fromkeys(cells, pl.String)},
+            schema={f"c{i}": pl.String for i in range(width)},
             truncate_ragged_lines=True,
             missing_columns="insert",
             raise_if_empty=False,
-        ).drop("__m")
+        )
     except BaseException as exc:
         if not isinstance(exc, Exception) and not _is_panic(exc):
             raise
         return None
     records = frame.height
     lines = chunk.count(b"\n")
-    if records != counts.len() or records > lines:
-        return None  # parsing went astray
+    if records > lines:
+        return None  # more records than lines: parsing went astray
+    counts = None
+    if width <= _MARKER_SEARCH_MAX_WIDTH:
+        found = frame.select(
+            pl.coalesce(
+                [pl.when(pl.col(f"c{i}") == sentinel).then(pl.lit(i)) for i in range(width)]
+            )
+        ).to_series()
+        counts = None if found.null_count() else found.cast(pl.Int64)
+    if counts is None:
+        counts = _field_counts(chunk, d, quoted)
+        if counts is None or counts.len() != records:
+            return None
+    cells = [f"c{i}" for i in range(plan.width)]
     cell = pl.col(cells)
+    if quoted and records < lines and not quoted_crs and b"\r" in raw and _has_quoted_cr(raw):
+        return _parse_chunk(raw, plan, record0, quoted_crs=True)
     if quoted and records < lines:
-        # Multi-line cells got the marker after their inner line ends: take it out again.
+        # Multi-line cells got the marker inside them: take it out again.
         cell = (
             pl.when(cell.str.contains(sentinel, literal=True))
-            .then(cell.str.replace_all("\n" + marker, "\n", literal=True))
+            .then(cell.str.replace_all(marker, "\n", literal=True))
             .otherwise(cell)
         )
-    if b'""' in chunk:
-        cell = pl.when(cell != "").then(cell)  # a quoted empty cell is empty too
-    frame = frame.with_columns(
-        *([cell] if quoted else []),
+    # The marker itself fills the first missing cell of a short row: it is no value; nor is
+    # a quoted empty cell. Checked column by column, so only where it can happen.
+    shortest = counts.min()
+    short = not isinstance(shortest, int) or shortest < plan.width
+    if width <= _MARKER_SEARCH_MAX_WIDTH or short or b'""' in chunk:
+        cell = pl.when((cell != "") & (cell != sentinel)).then(cell)
+    frame = frame.select(
+        cell,
         counts.alias("__n"),
         pl.int_range(record0, record0 + records, dtype=pl.Int64).alias("__rec"),
     )
@@ -716,6 +743,24 @@ def _parse_chunk(chunk: bytes, plan: _CsvPlan, record0: int) -> tuple[pl.DataFra
     else:
         bad = pl.lit(None, dtype=pl.String)
     return _keep_data(frame.with_columns(bad.alias("__bad")), plan), records
+
+
+def _has_quoted_cr(chunk: bytes) -> bool:
+    """Whether a quoted part of an RFC 4180 chunk holds a CR (one regex pass in Rust)."""
+    text = pl.Series([chunk], dtype=pl.Binary).cast(pl.String, strict=False)
+    return not text.str.contains(r'\A(?:[^"]|"[^"\r]*")*\z').fill_null(True).item()
+
+
+def _field_counts(chunk: bytes, delimiter: str, quoted: bool) -> pl.Series | None:
+    """Fields of each record of an RFC 4180 chunk: one more than its delimiters outside
+    quotes. Without its quoted parts, each record is one line."""
+    text = re.sub(rb'"[^"]*"', b"", chunk) if quoted else chunk
+    try:
+        lines = pl.Series([text], dtype=pl.Binary).cast(pl.String).str.split("\n").explode()
+    except pl.exceptions.PolarsError:
+        return None  # not UTF-8: cannot happen for text from _text_blocks
+    # The chunk ends with a line end: the piece after the last one is no record.
+    return lines.head(lines.len() - 1).str.count_matches(delimiter, literal=True).cast(pl.Int64) + 1
 
 
 _RX_DELIMITER = {",": ",", ";": ";", "\t": r"\t", "|": r"\|"}

@@ -266,16 +266,21 @@ STRUCTURE_CASES: list[tuple[str, str, tuple[str, ...], list[tuple[object, ...]]]
 ]
 
 
+@pytest.mark.parametrize("marker_search", [0, 256], ids=["counted", "marker"])
 @pytest.mark.parametrize(
     ("label", "text", "columns", "expected"), STRUCTURE_CASES, ids=[c[0] for c in STRUCTURE_CASES]
 )
 def test_csv_structure(
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     label: str,
     text: str,
     columns: tuple[str, ...],
     expected: list[tuple[object, ...]],
+    marker_search: int,
 ) -> None:
+    # Field counts come from the marker's column, or from the text as for wide tables.
+    monkeypatch.setattr(readers, "_MARKER_SEARCH_MAX_WIDTH", marker_search)
     table = open_text(tmp_path, text)
     assert table.columns == columns
     assert rows(table) == expected
@@ -441,7 +446,7 @@ def expected_rows(header: list[str], records: list[list[str]]) -> list[tuple[obj
 
 
 @settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     # One-column files get their delimiter by elimination, so start at two columns.
@@ -449,6 +454,8 @@ def expected_rows(header: list[str], records: list[list[str]]) -> list[tuple[obj
     data=st.data(),
     terminator=st.sampled_from(["\n", "\r\n", "\r"]),
     block=st.sampled_from([16, 97, 8 << 20]),
+    # 0: field counts from the text, as for wide tables; else from the marker's column
+    marker_search=st.sampled_from([0, 256]),
 )
 def test_property_every_row_once(
     tmp_path: Path,
@@ -457,8 +464,10 @@ def test_property_every_row_once(
     data: st.DataObject,
     terminator: str,
     block: int,
+    marker_search: int,
 ) -> None:
     monkeypatch.setattr(readers, "_BLOCK", block)
+    monkeypatch.setattr(readers, "_MARKER_SEARCH_MAX_WIDTH", marker_search)
     header = [f"h{i}" for i in range(width)]
     records = data.draw(
         st.lists(
