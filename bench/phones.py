@@ -21,6 +21,7 @@ import polars as pl
 import rphonenumbers
 
 from campaigner import phones
+from campaigner.phones import scalar
 
 # (region, weight): a few big markets and a long tail
 COUNTRIES = (
@@ -121,15 +122,11 @@ def main() -> None:
     values = pl.Series("phone", make_numbers(args.rows), dtype=pl.String)
     print(f"{len(values):,} cells, {values.n_unique():,} distinct, region {args.region}")
 
-    def clear() -> None:
-        phones._resolve.cache_clear()
-        phones._normalize.cache_clear()
-
     runs = []
     runs.append(("one call, cold", timed(values, args.region, len(values))))
-    clear()
+    scalar.clear_caches()
     runs.append(("one call, warm", timed(values, args.region, len(values))))
-    clear()
+    scalar.clear_caches()
     runs.append((f"batches of {args.batch:,}", timed(values, args.region, args.batch)))
     for label, seconds in runs:
         print(f"{label:22} {seconds:6.2f} s  {len(values) / seconds:>12,.0f} numbers/s")

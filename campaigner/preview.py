@@ -9,13 +9,14 @@ from typing import Any
 
 import polars as pl
 
+from campaigner.channels import PHONE_CHANNELS
 from campaigner.columns import STATUS, TO
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
 from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
 from campaigner.readers import InputTable, open_input
 from campaigner.report import ReportWriter, write_json_atomic
-from campaigner.rows import AMBIGUOUS_READINGS, PHONE_CHANNELS, Deduper, Plan, mask_recipient
+from campaigner.rows import AMBIGUOUS_READINGS, Deduper, Plan, mask_recipient
 from campaigner.runs import ReportLayout, Tally, new_run_dir
 from campaigner.statuses import Status
 

@@ -17,7 +17,7 @@ import polars as pl
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from campaigner.cams import build_query
-from campaigner.channels import GROUP_CHANNELS, ID_PATTERN, check_call, id_rule
+from campaigner.channels import GROUP_CHANNELS, ID_PATTERN, PHONE_CHANNELS, check_call, id_rule
 from campaigner.columns import ERROR, RENDER_ERROR, STATUS, TO, internal
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
@@ -26,9 +26,8 @@ from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN
 from campaigner.rendering import MessageTemplate, Slot, compile_message
 from campaigner.statuses import Status
 
-__all__ = ("AMBIGUOUS_READINGS", "PHONE_CHANNELS", "Deduper", "Plan", "mask_recipient")
+__all__ = ("AMBIGUOUS_READINGS", "Deduper", "Plan", "mask_recipient")
 
-PHONE_CHANNELS = frozenset({"whatsapp", "viber"})
 # Work columns added next to the input columns (whose names may be anything).
 _FIRST_ROW = internal("first_row")
 _TO_RAW, _TO_ERROR, _CALL_ERROR = internal("to_raw"), internal("to_error"), internal("call_error")

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from campaigner import phones
-from campaigner.phones import PhoneIssue, normalize_phone, normalize_phones
+from campaigner.phones import PhoneIssue, metadata, normalize_phone, normalize_phones, readings
 
 LETTERS = "contains letters: keep only the number (digits, spaces, - . ( ) and a leading +)"
 MORE_THAN_ONE = "more than one number: put one number per row"
@@ -351,12 +351,12 @@ def test_column_matches_cells_when_every_country_uses_polars_regexes(
     region: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small lists check validity in Python; force the polars path that large lists take.
-    monkeypatch.setattr(phones, "_REGEX_MIN_ROWS", 1)
+    monkeypatch.setattr(readings, "REGEX_MIN_ROWS", 1)
     assert_column_matches_cells(generated(1500, seed=7), region)
 
 
 def test_replayed_validity_matches_phonenumbers() -> None:
-    tables = phones._tables()
+    tables = metadata.metadata_tables()
     assert tables is not None
     rng = random.Random(3)
     checked = 0
@@ -373,7 +373,7 @@ def test_replayed_validity_matches_phonenumbers() -> None:
                     number = phonenumbers.parse(f"+{code}{nsn}", None)
                     significant = phonenumbers.national_significant_number(number)
                     expected = phonenumbers.is_valid_number(number)
-                    assert phones._valid_nsn(tables, code, significant) == expected, nsn
+                    assert metadata.valid_nsn(tables, code, significant) == expected, nsn
                     checked += 1
     assert checked > 2000
 
