@@ -20,7 +20,10 @@ from campaigner.channels import PARAMETERS
 
 __all__ = (
     "ACCOUNT_ERROR_CODES",
+    "API_VERSION",
     "DEFAULT_ENDPOINT",
+    "LIST_ACTION",
+    "SEND_ACTION",
     "Reply",
     "ReplyKind",
     "build_query",
@@ -30,6 +33,9 @@ __all__ = (
 
 
 DEFAULT_ENDPOINT = "https://cams.ap-southeast-1.aliyuncs.com"  # the only documented one
+SEND_ACTION = "SendChatappMessage"
+LIST_ACTION = "ListChatappMessage"  # the messages sent, for reconcile
+API_VERSION = "2020-06-06"
 
 
 def compact_json(value: object) -> str:

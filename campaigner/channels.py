@@ -34,13 +34,14 @@ Decisions where the reference is silent or loose:
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
+
+from campaigner.spelling import closest
 
 __all__ = (
     "CHANNELS",
@@ -365,7 +366,7 @@ def _walk_keys(
         return
     for key, item in value.items():
         if key not in shape:
-            found.append((where, str(key), _closest(str(key), tuple(shape))))
+            found.append((where, str(key), closest(str(key), shape)))
             continue
         inner = shape[key]
         if isinstance(inner, list) and isinstance(item, list):
@@ -373,12 +374,6 @@ def _walk_keys(
                 _walk_keys(inner[0], element, f"{where} {_ITEM_NAMES[key]} {number}", found)
         else:
             _walk_keys(inner, item, f"{where} {key}", found)
-
-
-def _closest(name: str, candidates: tuple[str, ...]) -> str | None:
-    lowered = {c.lower(): c for c in candidates}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[match[0]] if match else None
 
 
 # --- parts of check_call ---------------------------------------------------------------------
@@ -394,10 +389,9 @@ def _shown(value: str) -> str:
 
 
 def _suggest(value: str, allowed: tuple[str, ...]) -> str:
-    for option in allowed:
-        if option.lower() == value.strip().lower():
-            return f" (did you mean {option!r}?)"
-    return ""
+    # Only a difference of case or surrounding spaces is suggested for these short lists.
+    option = closest(value.strip(), allowed, cutoff=1.0)
+    return f" (did you mean {option!r}?)" if option else ""
 
 
 def _check_channel(value: str | None, problems: list[Problem]) -> str | None:

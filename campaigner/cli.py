@@ -24,6 +24,7 @@ import click
 from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.config import load_campaign
 from campaigner.errors import CampaignerError, meaningful_leaf, storage_problem
+from campaigner.limits import MAX_QPS
 from campaigner.runs import Tally, private_umask
 from campaigner.statuses import Status
 from campaigner.terminal import printable
@@ -389,7 +390,7 @@ def _print_send(result: SendResult) -> None:
     callback=_check_endpoint,
     help="CAMS endpoint; plain http:// only for a loopback simulator.",
 )
-@click.option("--qps", type=click.IntRange(1, 250), help="Requests per second (≤ 250).")
+@click.option("--qps", type=click.IntRange(1, MAX_QPS), help=f"Requests per second (≤ {MAX_QPS}).")
 @click.option(
     "--sandbox", is_flag=True, help="Send to a built-in CAMS simulator on a free loopback port."
 )
@@ -507,7 +508,7 @@ def send(
 @click.option(
     "--qps-limit",
     type=click.IntRange(1),
-    default=250,
+    default=MAX_QPS,
     show_default=True,
     help="Throttle above this.",
 )

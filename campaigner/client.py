@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from campaigner.cams import DEFAULT_ENDPOINT, Reply, ReplyKind, classify_reply
+from campaigner.cams import DEFAULT_ENDPOINT, SEND_ACTION, Reply, ReplyKind, classify_reply
 from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
 from campaigner.signing import Credentials, format_date, sign_request
@@ -28,7 +28,6 @@ from campaigner.transport import Http11Transport
 __all__ = ("DEFAULT_ENDPOINT", "CamsClient", "check_endpoint")
 
 _USER_AGENT = "campaigner/0.1 (+httpx)"
-_SEND = "SendChatappMessage"
 
 ReplyCallback = Callable[[Reply], None]
 
@@ -135,7 +134,7 @@ class CamsClient:
             return httpx.URL(f"{self._base}/?{query}")
         return url
 
-    def prepare(self, query: Mapping[str, str], action: str = _SEND) -> httpx.Request:
+    def prepare(self, query: Mapping[str, str], action: str = SEND_ACTION) -> httpx.Request:
         """A signed request, ready to go (the signature's date is now: send it soon)."""
         signed = sign_request(
             method="POST",

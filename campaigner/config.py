@@ -8,7 +8,6 @@ every string of which is a Jinja template rendered against the row.
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 import tomllib
@@ -19,20 +18,22 @@ from typing import Any
 
 from campaigner.channels import PARAMETERS, unknown_keys
 from campaigner.errors import ConfigError
+from campaigner.limits import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_OUTAGE_LIMIT_S,
+    DEFAULT_TIMEOUT_S,
+    MAX_CAMPAIGN_BYTES,
+    MAX_QPS,
+)
 from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
+from campaigner.spelling import closest
 
 __all__ = (
-    "MAX_CAMPAIGN_BYTES",
-    "MAX_QPS",
     "Campaign",
     "SendSettings",
-    "closest",
     "load_campaign",
     "parse_campaign",
 )
-
-MAX_QPS = 250  # SendChatappMessage's per-account limit
-MAX_CAMPAIGN_BYTES = 1 << 20  # a campaign is a page of TOML; more is a wrong file
 
 _TOP_KEYS = ("name", "input", "sheet", "encoding", "send", "message")
 _SEND_KEYS = ("qps", "default_region", "ambiguous", "max_attempts", "timeout_s", "outage_limit_s")
@@ -47,9 +48,9 @@ class SendSettings:
     # digits valid both as a default_region number and with a country code: "reject",
     # or send the "region" or the "country_code" reading
     ambiguous: Ambiguity = "reject"
-    max_attempts: int = 5  # attempts for answers that provably were not accepted (throttling, 503)
-    timeout_s: float = 15.0  # read timeout per request; a timeout is an `unknown` outcome
-    outage_limit_s: float = 300.0  # give up (resumable) when CAMS stays unreachable this long
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # for answers that provably were not accepted
+    timeout_s: float = DEFAULT_TIMEOUT_S  # read timeout per request; a timeout is `unknown`
+    outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S  # give up (resumable) after this outage
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +63,6 @@ class Campaign:
     encoding: str | None = None
     warnings: tuple[str, ...] = ()
     source: Path | None = None
-
-
-def closest(name: str, candidates: tuple[str, ...] | list[str]) -> str | None:
-    """The candidate a user most likely meant, case-insensitively, or None."""
-    lowered = {c.lower(): c for c in candidates}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[match[0]] if match else None
 
 
 def _unknown_key(key: str, where: str, valid: tuple[str, ...]) -> ConfigError:
@@ -104,13 +98,13 @@ def _parse_send(raw: object) -> SendSettings:
     if ambiguous not in AMBIGUITY_CHOICES:
         choices = ", ".join(f'"{c}"' for c in AMBIGUITY_CHOICES)
         raise ConfigError(f"[send] ambiguous must be one of {choices} (got {ambiguous!r})")
-    attempts = raw.get("max_attempts", 5)
+    attempts = raw.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
         raise ConfigError(f"[send] max_attempts must be from 1 to 20 (got {attempts!r})")
-    timeout = raw.get("timeout_s", 15.0)
+    timeout = raw.get("timeout_s", DEFAULT_TIMEOUT_S)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 1 <= timeout <= 120:
         raise ConfigError(f"[send] timeout_s must be from 1 to 120 seconds (got {timeout!r})")
-    outage = raw.get("outage_limit_s", 300.0)
+    outage = raw.get("outage_limit_s", DEFAULT_OUTAGE_LIMIT_S)
     if not isinstance(outage, int | float) or isinstance(outage, bool) or not 1 <= outage <= 86400:
         raise ConfigError(f"[send] outage_limit_s must be from 1 to 86400 seconds (got {outage!r})")
     return SendSettings(

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import polars as pl
 
+from campaigner.cams import LIST_ACTION
 from campaigner.client import CamsClient
 from campaigner.columns import STATUS
 from campaigner.journal import Journal, Outcome
@@ -28,7 +29,6 @@ from campaigner.statuses import JournalState, Status
 
 __all__ = ("ReconcileResult", "reconcile_rows")
 
-LIST_ACTION = "ListChatappMessage"
 _LIST_QPS = 50  # a lookup API: stay well below any plausible limit
 _LIST_CONCURRENCY = 16
 _PAGE = json.dumps({"Index": 1, "Size": 100}, separators=(",", ":"))

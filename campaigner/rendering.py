@@ -30,9 +30,9 @@ from jinja2.exceptions import SecurityError
 
 from campaigner import templating
 from campaigner.columns import RENDER_ERROR, internal
-from campaigner.config import closest
 from campaigner.errors import ConfigError, MissingColumnsError
 from campaigner.readers import trim_cell
+from campaigner.spelling import closest
 
 __all__ = (
     "MAX_RENDERED_CHARS",

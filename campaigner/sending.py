@@ -43,6 +43,7 @@ from campaigner.errors import (
     storage_problem,
 )
 from campaigner.journal import LOCK_NAME, Journal, RunLock, file_fingerprint
+from campaigner.limits import MAX_QPS
 from campaigner.pacing import PacerSettings
 from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
 from campaigner.preview import open_campaign_input, resolve_input
@@ -606,8 +607,8 @@ async def run_send(
     check_endpoint(options.endpoint)
     settings = campaign.send
     qps = options.qps or settings.qps
-    if not 1 <= qps <= 250:
-        raise ConfigError(f"--qps must be from 1 to 250 (got {qps})")
+    if not 1 <= qps <= MAX_QPS:
+        raise ConfigError(f"--qps must be from 1 to {MAX_QPS} (got {qps})")
     run_dir: Path | None = None
     starts = True  # a new run, or a resume of one that stopped before it recorded its campaign
     if options.resume is not None:

@@ -30,6 +30,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from urllib.parse import parse_qsl
 
+from campaigner.cams import API_VERSION, SEND_ACTION
 from campaigner.errors import CredentialsError
 
 __all__ = (
@@ -198,8 +199,8 @@ def sign_request(
     credentials: Credentials,
     date: str,
     nonce: str,
-    action: str = "SendChatappMessage",
-    version: str = "2020-06-06",
+    action: str = SEND_ACTION,
+    version: str = API_VERSION,
     accept: str | None = "application/json",
     user_agent: str | None = None,
     extra_headers: Mapping[str, str] = _NO_HEADERS,
