@@ -30,11 +30,6 @@ QUERY = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_the_simulator_accepts_the_signed_request() -> None:
     simulator = Simulator()
     async with serve(simulator) as url, CamsClient(CREDS, endpoint=url) as client:

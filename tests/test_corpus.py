@@ -9,8 +9,8 @@ import pytest
 
 from campaigner.errors import InputError
 from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN, open_input
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SKIP_NAMES = {"README.md", "MANIFEST.tsv"}
 
 
@@ -29,12 +29,12 @@ def corpus_files() -> list[Path]:
 FILES = corpus_files()
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus folder {CORPUS} is not present")
+@pytest.mark.corpus
 def test_corpus_is_not_empty() -> None:
     assert len(FILES) > 100
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus folder {CORPUS} is not present")
+@pytest.mark.corpus
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
 def test_corpus_file(path: Path) -> None:
     try:
@@ -80,7 +80,7 @@ KNOWN = [
 ]
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus folder {CORPUS} is not present")
+@pytest.mark.corpus
 @pytest.mark.parametrize(("name", "outcome", "needle"), KNOWN, ids=[k[0] for k in KNOWN])
 def test_corpus_known_outcomes(name: str, outcome: str, needle: str) -> None:
     path = CORPUS / name

@@ -10,8 +10,8 @@ from campaigner.config import parse_campaign
 from campaigner.errors import CampaignerError
 from campaigner.preview import run_preview
 from campaigner.readers import open_input
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SKIP = {"README.md", "MANIFEST.tsv"}
 FILES = (
     sorted(
@@ -42,7 +42,7 @@ def campaign_for(columns: tuple[str, ...]) -> dict[str, object]:
     }
 
 
-@pytest.mark.skipif(not FILES, reason="shared/corpus not beside the repo")
+@pytest.mark.corpus
 def test_every_corpus_file_gives_a_report_or_one_clear_error(tmp_path: Path) -> None:
     reports = errors = 0
     for path in FILES:

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.anyio
 CREDS = Credentials("testAccessKeyId", "testAccessKeySecret")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def to(row: int) -> str:
     return f"86139{row:08d}"
 

@@ -48,11 +48,6 @@ QUERY = {
 GATEWAY_ERROR_KEYS = {"RequestId", "HostId", "Code", "Message", "Recommend"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Answer:
     """A response, or the transport error that replaced it."""
 

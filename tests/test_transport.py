@@ -17,11 +17,6 @@ pytestmark = pytest.mark.anyio
 Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def raw_server(answer: Answer) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A server that answers each request head with bytes chosen by ``answer``."""
