@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from campaigner.channels import PARAMETERS
+from campaigner.statuses import Status
 
 __all__ = (
     "ACCOUNT_ERROR_CODES",
@@ -131,10 +132,11 @@ def build_query(message: Mapping[str, Any]) -> dict[str, str]:
 class ReplyKind(StrEnum):
     """How one answer settles a row (docs/row-states.md#retry-classes)."""
 
-    SENT = "sent"  # 200 + Code OK
-    FAILED = "failed"  # the row itself was rejected: final, not retried
+    # The three that settle a row name the status it gets (statuses.Status).
+    SENT = Status.SENT.value  # 200 + Code OK
+    FAILED = Status.FAILED.value  # the row itself was rejected: final, not retried
     RETRY = "retry"  # provably not accepted (throttling, 503): safe to send again
-    UNKNOWN = "unknown"  # may have been accepted: never resent automatically
+    UNKNOWN = Status.UNKNOWN.value  # may have been accepted: never resent automatically
     ACCOUNT = "account"  # the account/credentials are refused: stop the run
 
 
