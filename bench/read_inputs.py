@@ -131,7 +131,7 @@ def make_xlsx(path: Path, rows: int) -> None:
 
 
 def measure_one(path: Path) -> dict[str, object]:
-    from campaigner.readers import open_input
+    from campaigner.inputs import open_input
 
     start = time.perf_counter()
     table = open_input(path)

@@ -13,8 +13,8 @@ from campaigner.channels import PHONE_CHANNELS
 from campaigner.columns import STATUS, TO
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
+from campaigner.inputs import InputTable, open_input
 from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
-from campaigner.readers import InputTable, open_input
 from campaigner.report import ReportWriter, write_json_atomic
 from campaigner.rows import AMBIGUOUS_READINGS, Deduper, Plan, mask_recipient
 from campaigner.runs import ReportLayout, Tally, new_run_dir

@@ -21,9 +21,9 @@ import polars as pl
 
 from campaigner.cams import LIST_ACTION
 from campaigner.client import CamsClient
-from campaigner.columns import STATUS
+from campaigner.columns import ROW, STATUS
+from campaigner.inputs import InputTable
 from campaigner.journal import Journal, Outcome
-from campaigner.readers import ROW_COLUMN, InputTable
 from campaigner.rows import Deduper, Plan
 from campaigner.statuses import JournalState, Status
 
@@ -52,11 +52,9 @@ def _unknown_calls(
     deduper = Deduper()
     for batch in table.batches():
         prepared = plan.prepare(batch, deduper)
-        hits = prepared.filter(
-            pl.col(ROW_COLUMN).is_in(wanted) & (pl.col(STATUS) != Status.INVALID.value)
-        )
+        hits = prepared.filter(pl.col(ROW).is_in(wanted) & (pl.col(STATUS) != Status.INVALID.value))
         for row in hits.iter_rows(named=True):
-            calls[row[ROW_COLUMN]] = plan.message(row)
+            calls[row[ROW]] = plan.message(row)
     return calls
 
 

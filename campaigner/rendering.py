@@ -31,7 +31,7 @@ from jinja2.exceptions import SecurityError
 from campaigner import templating
 from campaigner.columns import RENDER_ERROR, internal
 from campaigner.errors import ConfigError, MissingColumnsError
-from campaigner.readers import trim_cell
+from campaigner.inputs import trim_cell
 from campaigner.spelling import closest
 
 __all__ = (

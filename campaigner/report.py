@@ -56,7 +56,7 @@ from xml.sax.saxutils import quoteattr
 
 import polars as pl
 
-from campaigner.readers import column_letter
+from campaigner.limits import column_letter
 
 __all__ = ("ReportWriter", "neutralize", "report_paths", "write_json_atomic")
 

@@ -18,11 +18,10 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from campaigner.cams import build_query
 from campaigner.channels import GROUP_CHANNELS, ID_PATTERN, PHONE_CHANNELS, check_call, id_rule
-from campaigner.columns import ERROR, RENDER_ERROR, STATUS, TO, internal
+from campaigner.columns import ERROR, ISSUE, RENDER_ERROR, ROW, STATUS, TO, internal
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
 from campaigner.phones import Ambiguity, normalize_phones
-from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN
 from campaigner.rendering import MessageTemplate, Slot, compile_message
 from campaigner.statuses import Status
 
@@ -79,24 +78,22 @@ class Deduper:
         sendable = frame[STATUS] == Status.WOULD_SEND.value
         candidates = (
             frame.filter(sendable)
-            .select(pl.col(TO).hash(seed=0).alias("__key"), ROW_COLUMN)
-            .with_columns(pl.col(ROW_COLUMN).first().over("__key").alias("__first_here"))
+            .select(pl.col(TO).hash(seed=0).alias("__key"), ROW)
+            .with_columns(pl.col(ROW).first().over("__key").alias("__first_here"))
         )
         joined = candidates.join(self.seen, on="__key", how="left", maintain_order="left")
         first = joined.select(pl.coalesce("__first", "__first_here").alias("f"))["f"]
         dup_rows = joined.with_columns(first.alias(_FIRST_ROW)).filter(
-            pl.col(_FIRST_ROW) != pl.col(ROW_COLUMN)
+            pl.col(_FIRST_ROW) != pl.col(ROW)
         )
-        fresh = joined.filter(
-            pl.col("__first").is_null() & (pl.col("__first_here") == pl.col(ROW_COLUMN))
-        )
+        fresh = joined.filter(pl.col("__first").is_null() & (pl.col("__first_here") == pl.col(ROW)))
         self.seen = pl.concat(
-            [self.seen, fresh.select("__key", pl.col(ROW_COLUMN).alias("__first"))], rechunk=True
+            [self.seen, fresh.select("__key", pl.col(ROW).alias("__first"))], rechunk=True
         )
         if dup_rows.is_empty():
             return frame
-        pointers = dup_rows.select(ROW_COLUMN, _FIRST_ROW)
-        out = frame.join(pointers, on=ROW_COLUMN, how="left", maintain_order="left")
+        pointers = dup_rows.select(ROW, _FIRST_ROW)
+        out = frame.join(pointers, on=ROW, how="left", maintain_order="left")
         return out.with_columns(
             pl.when(pl.col(_FIRST_ROW).is_not_null())
             .then(pl.lit(Status.DUPLICATE.value))
@@ -168,9 +165,9 @@ class Plan:
             self._call_errors(frame).alias(_CALL_ERROR),
             *readings,
         )
-        otherwise_valid = pl.coalesce(ISSUE_COLUMN, RENDER_ERROR, _CALL_ERROR).is_null()
+        otherwise_valid = pl.coalesce(ISSUE, RENDER_ERROR, _CALL_ERROR).is_null()
         frame = frame.with_columns(
-            pl.coalesce(ISSUE_COLUMN, RENDER_ERROR, _TO_ERROR, _CALL_ERROR).alias(ERROR),
+            pl.coalesce(ISSUE, RENDER_ERROR, _TO_ERROR, _CALL_ERROR).alias(ERROR),
             *(
                 pl.when(otherwise_valid).then(pl.col(c)).alias(c)
                 for c in AMBIGUOUS_READINGS.values()

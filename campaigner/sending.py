@@ -28,7 +28,7 @@ import anyio
 import polars as pl
 
 from campaigner.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
-from campaigner.columns import ERROR, STATUS, TO
+from campaigner.columns import ERROR, ROW, STATUS, TO
 from campaigner.config import Campaign, parse_campaign
 from campaigner.crashpoints import crash_point
 from campaigner.errors import (
@@ -42,12 +42,12 @@ from campaigner.errors import (
     meaningful_leaf,
     storage_problem,
 )
+from campaigner.inputs import InputTable
 from campaigner.journal import LOCK_NAME, Journal, RunLock, file_fingerprint
 from campaigner.limits import MAX_QPS
 from campaigner.pacing import PacerSettings
 from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
 from campaigner.preview import open_campaign_input, resolve_input
-from campaigner.readers import ROW_COLUMN, InputTable
 from campaigner.report import ReportWriter, write_json_atomic
 from campaigner.rows import Deduper, Plan
 from campaigner.runs import (
@@ -326,7 +326,7 @@ def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
     return pl.DataFrame(
         journal.rows_between(lo, hi),
         schema={
-            ROW_COLUMN: pl.Int64,
+            ROW: pl.Int64,
             "__state": pl.String,
             "attempts": pl.Int64,
             "MessageId": pl.String,
@@ -341,7 +341,7 @@ def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
 
 def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal) -> pl.DataFrame:
     """One batch of the report: preparation ⋈ journal."""
-    lo, hi = prepared[ROW_COLUMN].min(), prepared[ROW_COLUMN].max()
+    lo, hi = prepared[ROW].min(), prepared[ROW].max()
     jf = _journal_frame(journal, int(lo or 0), int(hi or 0))  # type: ignore[arg-type]
     state = pl.col("__state")
     sendable = pl.col(STATUS) == Status.WOULD_SEND.value
@@ -355,10 +355,10 @@ def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal)
         .otherwise(pl.lit(Status.NOT_ATTEMPTED.value))
     )
     outcomes = (
-        prepared.select(ROW_COLUMN, STATUS)
-        .join(jf, on=ROW_COLUMN, how="left", maintain_order="left")
+        prepared.select(ROW, STATUS)
+        .join(jf, on=ROW, how="left", maintain_order="left")
         .select(
-            ROW_COLUMN,
+            ROW,
             status.alias("status"),
             "MessageId",
             "Code",
@@ -458,7 +458,7 @@ async def _feed(
             return
         records = [
             (row, _JOURNAL_STATE[status], to, err)
-            for row, status, to, err in prepared.select(ROW_COLUMN, STATUS, TO, ERROR).iter_rows()
+            for row, status, to, err in prepared.select(ROW, STATUS, TO, ERROR).iter_rows()
         ]
         states: dict[int, str] = {}
 
@@ -478,10 +478,10 @@ async def _feed(
         ) -> list[Job]:
             jobs = []
             for row in frame.iter_rows(named=True):
-                state = states.get(row[ROW_COLUMN])
+                state = states.get(row[ROW])
                 if state in FINAL_STATES or state == JournalState.INTENT:
                     continue
-                jobs.append(Job(row[ROW_COLUMN], plan.query(row)))
+                jobs.append(Job(row[ROW], plan.query(row)))
             return jobs
 
         jobs = await anyio.to_thread.run_sync(build_jobs)

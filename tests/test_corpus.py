@@ -7,8 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from campaigner.columns import ISSUE, ROW
 from campaigner.errors import InputError
-from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN, open_input
+from campaigner.inputs import open_input
 from tests.conftest import CORPUS
 
 SKIP_NAMES = {"README.md", "MANIFEST.tsv"}
@@ -44,16 +45,16 @@ def test_corpus_file(path: Path) -> None:
         assert "Traceback" not in str(exc)
         return
     assert len(set(table.columns)) == len(table.columns)
-    assert not {ROW_COLUMN, ISSUE_COLUMN} & set(table.columns)
+    assert not {ROW, ISSUE} & set(table.columns)
     previous = 0
     for batch in table.batches(batch_rows=1000):
-        assert batch.columns == [*table.columns, ROW_COLUMN, ISSUE_COLUMN]
-        assert batch.schema[ROW_COLUMN] == pl.Int64
+        assert batch.columns == [*table.columns, ROW, ISSUE]
+        assert batch.schema[ROW] == pl.Int64
         assert all(batch.schema[name] == pl.String for name in table.columns)
-        numbers = batch[ROW_COLUMN].to_list()
+        numbers = batch[ROW].to_list()
         assert numbers == sorted(numbers) and numbers[0] > previous >= 0
         previous = numbers[-1]
-        issues = batch[ISSUE_COLUMN].drop_nulls().to_list()
+        issues = batch[ISSUE].drop_nulls().to_list()
         assert all(isinstance(i, str) and i for i in issues)
 
 

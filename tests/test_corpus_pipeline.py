@@ -8,8 +8,8 @@ import pytest
 
 from campaigner.config import parse_campaign
 from campaigner.errors import CampaignerError
+from campaigner.inputs import open_input
 from campaigner.preview import run_preview
-from campaigner.readers import open_input
 from tests.conftest import CORPUS
 
 SKIP = {"README.md", "MANIFEST.tsv"}

@@ -19,8 +19,8 @@ import pytest
 
 from campaigner.config import load_campaign, parse_campaign
 from campaigner.errors import ConfigError
+from campaigner.inputs import open_input
 from campaigner.preview import run_preview
-from campaigner.readers import open_input
 from campaigner.rows import Deduper, Plan
 from campaigner.statuses import Status
 

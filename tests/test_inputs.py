@@ -1,4 +1,4 @@
-"""Tests for campaigner.readers: CSV dialects and damage, XLSX rendering, hostile files."""
+"""Tests for campaigner.inputs: CSV dialects and damage, XLSX rendering, hostile files."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigner import readers
+from campaigner.columns import ISSUE, ROW
 from campaigner.errors import EmptyInputError, InputError, UnreadableInputError
-from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN, InputTable, open_input
+from campaigner.inputs import InputTable, csv_records, open_input, xlsx_package
+from campaigner.inputs import csv as inputs_csv
+from campaigner.inputs import csv_text as inputs_text
 
 # --------------------------------------------------------------------------- helpers
 
@@ -28,14 +30,14 @@ from campaigner.readers import ISSUE_COLUMN, ROW_COLUMN, InputTable, open_input
 def read_all(table: InputTable, batch_rows: int = 50_000) -> pl.DataFrame:
     frames = list(table.batches(batch_rows))
     for frame in frames:
-        assert frame.columns == [*table.columns, ROW_COLUMN, ISSUE_COLUMN]
+        assert frame.columns == [*table.columns, ROW, ISSUE]
         schema = frame.schema  # built anew on each access: once for wide tables
-        assert schema[ROW_COLUMN] == pl.Int64
-        assert all(schema[c] == pl.String for c in (*table.columns, ISSUE_COLUMN))
+        assert schema[ROW] == pl.Int64
+        assert all(schema[c] == pl.String for c in (*table.columns, ISSUE))
         assert frame.height <= batch_rows
     if not frames:
         schema = dict.fromkeys(table.columns, pl.String)
-        return pl.DataFrame(schema={**schema, ROW_COLUMN: pl.Int64, ISSUE_COLUMN: pl.String})
+        return pl.DataFrame(schema={**schema, ROW: pl.Int64, ISSUE: pl.String})
     return pl.concat(frames)
 
 
@@ -280,7 +282,7 @@ def test_csv_structure(
     marker_search: int,
 ) -> None:
     # Field counts come from the marker's column, or from the text as for wide tables.
-    monkeypatch.setattr(readers, "_MARKER_SEARCH_MAX_WIDTH", marker_search)
+    monkeypatch.setattr(csv_records, "MARKER_SEARCH_MAX_WIDTH", marker_search)
     table = open_text(tmp_path, text)
     assert table.columns == columns
     assert rows(table) == expected
@@ -311,14 +313,14 @@ def test_header_longer_than_the_first_sample_is_read_whole(tmp_path: Path) -> No
     table = open_text(tmp_path, wide_csv(16_000))
     assert len(table.columns) == 16_000 and table.columns[-1] == "c15999"
     got = read_all(table)
-    assert got[ISSUE_COLUMN].to_list() == [None, None]
-    assert got["c15999"].to_list() == ["9", "9"] and got[ROW_COLUMN].to_list() == [2, 3]
+    assert got[ISSUE].to_list() == [None, None]
+    assert got["c15999"].to_list() == ["9", "9"] and got[ROW].to_list() == [2, 3]
 
 
 def test_wide_header_with_quoted_line_breaks_is_read_whole(tmp_path: Path) -> None:
     table = open_text(tmp_path, wide_csv(12_000, '"name\n{}"'.format))
     assert len(table.columns) == 12_000 and table.columns[-1] == "name\n11999"
-    assert read_all(table)[ISSUE_COLUMN].to_list() == [None, None]
+    assert read_all(table)[ISSUE].to_list() == [None, None]
 
 
 def test_header_beyond_the_limits_is_a_clear_file_error(
@@ -326,7 +328,7 @@ def test_header_beyond_the_limits_is_a_clear_file_error(
 ) -> None:
     message = refused(write(tmp_path, "wide.csv", wide_csv(16_403)))
     assert "16,403 columns" in message and "16,384" in message
-    monkeypatch.setattr(readers, "MAX_CSV_HEADER_BYTES", 1 << 20)
+    monkeypatch.setattr(inputs_csv, "MAX_CSV_HEADER_BYTES", 1 << 20)
     long_names = wide_csv(4_000, lambda i: f"{i:0300d}")  # a 1.2 MB header record
     assert "header row longer than 1 MiB" in refused(write(tmp_path, "long.csv", long_names))
 
@@ -370,7 +372,7 @@ def test_batches_are_bounded_and_cover_every_row(tmp_path: Path) -> None:
     frames = list(table.batches(batch_rows=64))
     assert max(f.height for f in frames) <= 64
     merged = pl.concat(frames)
-    assert merged[ROW_COLUMN].to_list() == list(range(2, 1002))
+    assert merged[ROW].to_list() == list(range(2, 1002))
     assert merged["a"].to_list() == [str(i) for i in range(1000)]
     assert rows(table) == merged.rows()  # batches() can be called again
     with pytest.raises(ValueError, match="batch_rows"):
@@ -382,7 +384,7 @@ def test_small_blocks_keep_records_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
 ) -> None:
     # Tiny blocks force record cuts inside quoted multi-line cells and CRLF pairs.
-    monkeypatch.setattr(readers, "_BLOCK", block)
+    monkeypatch.setattr(inputs_text, "BLOCK", block)
     text = "a,b\r\n" + '"x\r\n""y""\r\nz",1\r\n' * 30 + "p,q\r\n" + '"unterminated\r\n1,2\r\n'
     table = open_text(tmp_path, text)
     got = rows(table)
@@ -396,7 +398,7 @@ def test_cr_line_ends_split_across_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
 ) -> None:
     # A CRLF cut between two blocks is one line end, not a CR line end and a blank line.
-    monkeypatch.setattr(readers, "_BLOCK", block)
+    monkeypatch.setattr(inputs_text, "BLOCK", block)
     text = 'a,b\r\n1,"x\r\ny"\r\n\r\n2,"\r"\r3,4\r\n'
     assert rows(open_text(tmp_path, text)) == [
         ("1", "x\r\ny", 2, None),
@@ -466,8 +468,8 @@ def test_property_every_row_once(
     block: int,
     marker_search: int,
 ) -> None:
-    monkeypatch.setattr(readers, "_BLOCK", block)
-    monkeypatch.setattr(readers, "_MARKER_SEARCH_MAX_WIDTH", marker_search)
+    monkeypatch.setattr(inputs_text, "BLOCK", block)
+    monkeypatch.setattr(csv_records, "MARKER_SEARCH_MAX_WIDTH", marker_search)
     header = [f"h{i}" for i in range(width)]
     records = data.draw(
         st.lists(
@@ -496,7 +498,7 @@ def test_property_random_bytes_never_crash(tmp_path: Path, blob: bytes, name: st
     except InputError as exc:
         assert str(exc)
         return
-    numbers = read_all(table)[ROW_COLUMN].to_list()
+    numbers = read_all(table)[ROW].to_list()
     assert numbers == sorted(set(numbers))
 
 
@@ -1024,7 +1026,7 @@ def test_hostile_files_are_refused(
 
 
 def test_many_zip_entries_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "MAX_ZIP_ENTRIES", 10)
+    monkeypatch.setattr(xlsx_package, "MAX_ZIP_ENTRIES", 10)
     path = renamed(tmp_path, "many.xlsx", {f"f{i}.xml": b"<a/>" for i in range(11)})
     assert "entries" in refused(path)
 
@@ -1062,7 +1064,7 @@ def test_property_mutated_xlsx_never_crashes(
     except InputError as exc:
         assert str(exc)
         return
-    numbers = read_all(table)[ROW_COLUMN].to_list()
+    numbers = read_all(table)[ROW].to_list()
     assert numbers == sorted(set(numbers))
 
 
@@ -1088,7 +1090,7 @@ def test_property_changed_sheet_xml_never_crashes(
     except InputError as exc:
         assert str(exc)
         return
-    numbers = read_all(table)[ROW_COLUMN].to_list()
+    numbers = read_all(table)[ROW].to_list()
     assert numbers == sorted(set(numbers))
 
 
@@ -1107,7 +1109,7 @@ def test_property_damaged_csv_reads_like_python_csv(
 ) -> None:
     # Whatever the quoting damage, rows, cells and numbers follow Python's csv module
     # (non-strict), like a spreadsheet would, even when records cross block boundaries.
-    monkeypatch.setattr(readers, "_BLOCK", block)
+    monkeypatch.setattr(inputs_text, "BLOCK", block)
     text = "h1,h2,h3\n" + body
     path = write(tmp_path, "damaged.csv", text)
     records = list(csv.reader(io.StringIO(text, newline=""), strict=False))
