@@ -25,7 +25,7 @@ from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.config import load_campaign
 from campaigner.errors import CampaignerError, meaningful_leaf, storage_problem
 from campaigner.limits import MAX_QPS
-from campaigner.runs import Tally, private_umask
+from campaigner.runs import private_umask
 from campaigner.statuses import Status
 from campaigner.terminal import printable
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the send stack (aiohttp, anyio, the simulator) loads only w
     from campaigner.pool import PoolStats
     from campaigner.preview import PreviewResult
     from campaigner.reconcile import ReconcileResult
+    from campaigner.report import Tally
     from campaigner.sending import SendResult
 
 __all__ = ("cli", "main")
@@ -695,7 +696,8 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
     from campaigner.client import CamsClient
     from campaigner.journal import RunLock
     from campaigner.reconcile import reconcile_rows
-    from campaigner.sending import open_run, rebuild_report
+    from campaigner.report import rebuild_report
+    from campaigner.sending import open_run
     from campaigner.signing import Credentials
 
     _setup_logging(False)

@@ -15,9 +15,9 @@ from campaigner.config import Campaign
 from campaigner.errors import ConfigError
 from campaigner.inputs import InputTable, open_input
 from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
-from campaigner.report import ReportWriter, write_json_atomic
+from campaigner.report import ReportLayout, ReportWriter, Tally, write_json_atomic
 from campaigner.rows import AMBIGUOUS_READINGS, Deduper, Plan, mask_recipient
-from campaigner.runs import ReportLayout, Tally, new_run_dir
+from campaigner.runs import new_run_dir
 from campaigner.statuses import Status
 
 __all__ = (

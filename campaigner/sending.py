@@ -48,18 +48,15 @@ from campaigner.limits import MAX_QPS
 from campaigner.pacing import PacerSettings
 from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
 from campaigner.preview import open_campaign_input, resolve_input
-from campaigner.report import ReportWriter, write_json_atomic
-from campaigner.rows import Deduper, Plan
-from campaigner.runs import (
-    PARTIAL_MARK,
+from campaigner.report import (
     ReportLayout,
-    RunRegistry,
     Tally,
-    new_run_dir,
+    rebuild_report,
     remove_stale_report_temps,
-    report_writing,
-    run_folder_stem,
+    write_json_atomic,
 )
+from campaigner.rows import Deduper, Plan
+from campaigner.runs import PARTIAL_MARK, RunRegistry, new_run_dir, run_folder_stem
 from campaigner.signing import Credentials
 from campaigner.statuses import FINAL_STATES, JournalState, Status
 
@@ -70,7 +67,6 @@ __all__ = (
     "find_earlier_runs",
     "load_run",
     "open_run",
-    "rebuild_report",
     "rebuild_run_report",
     "run_send",
 )
@@ -320,95 +316,6 @@ def _validate_all(plan: Plan, table: InputTable) -> Tally:
     for batch in table.batches():
         tally.add(layout.frame(plan.prepare(batch, deduper)), layout.result_names)
     return tally
-
-
-def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
-    return pl.DataFrame(
-        journal.rows_between(lo, hi),
-        schema={
-            ROW: pl.Int64,
-            "__state": pl.String,
-            "attempts": pl.Int64,
-            "MessageId": pl.String,
-            "Code": pl.String,
-            "Message": pl.String,
-            "RequestId": pl.String,
-            "__jerror": pl.String,
-        },
-        orient="row",
-    )
-
-
-def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal) -> pl.DataFrame:
-    """One batch of the report: preparation ⋈ journal."""
-    lo, hi = prepared[ROW].min(), prepared[ROW].max()
-    jf = _journal_frame(journal, int(lo or 0), int(hi or 0))  # type: ignore[arg-type]
-    state = pl.col("__state")
-    sendable = pl.col(STATUS) == Status.WOULD_SEND.value
-    status = (
-        pl.when(~sendable)
-        .then(pl.col(STATUS))
-        .when(state.is_in([s.value for s in _SETTLED]))
-        .then(state)
-        .when(state == JournalState.INTENT.value)
-        .then(pl.lit(Status.UNKNOWN.value))
-        .otherwise(pl.lit(Status.NOT_ATTEMPTED.value))
-    )
-    outcomes = (
-        prepared.select(ROW, STATUS)
-        .join(jf, on=ROW, how="left", maintain_order="left")
-        .select(
-            ROW,
-            status.alias("status"),
-            "MessageId",
-            "Code",
-            "Message",
-            "RequestId",
-            "attempts",
-            pl.when(state == JournalState.INTENT.value)
-            .then(pl.lit("in flight (or interrupted): may have been delivered"))
-            .otherwise(pl.col("__jerror"))
-            .alias("error"),
-        )
-    )
-    return layout.frame(prepared, outcomes)
-
-
-def rebuild_report(
-    run_dir: Path,
-    plan: Plan,
-    table: InputTable,
-    journal: Journal,
-    *,
-    xlsx: bool | None = None,
-) -> Tally:
-    """Write report.csv (and .xlsx) for a run from its input and journal, atomically.
-
-    ``xlsx=None``: the formats the run was started with (recorded in its journal).
-    """
-    layout = ReportLayout.for_input(table.columns)
-    tally = Tally()
-    deduper = Deduper()
-    if xlsx is None:
-        xlsx = _recorded_xlsx(journal.meta(), table)
-    error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
-    with (
-        report_writing(run_dir),
-        ReportWriter(run_dir, layout.columns, xlsx=xlsx, note_column=error) as writer,
-    ):
-        for batch in table.batches():
-            report = report_batch(layout, plan.prepare(batch, deduper), journal)
-            tally.add(report, layout.result_names)
-            writer.write(report)
-            crash_point("report_write")
-    return tally
-
-
-def _recorded_xlsx(meta: dict[str, str], table: InputTable) -> bool:
-    recorded = meta.get("report_xlsx")
-    if recorded is None:  # a journal from before the format was recorded
-        return table.kind == "xlsx"
-    return recorded == "yes"
 
 
 def open_run(run_dir: Path) -> tuple[Plan, InputTable, Journal]:

@@ -23,8 +23,8 @@ from defusedxml import ElementTree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigner import report
 from campaigner.report import ReportWriter, neutralize, write_json_atomic
+from campaigner.report.xlsx import XlsxSink
 
 COLUMNS = ["phone", "name", "note", "row", "status", "attempts", "error"]
 
@@ -385,7 +385,7 @@ def test_xlsx_cells_are_cut_by_utf16_units_and_the_row_says_so(run_dir: Path) ->
 
 
 def test_xlsx_continues_on_next_sheets(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report._XlsxSink, "max_rows", 4)  # header + 3 data rows per sheet
+    monkeypatch.setattr(XlsxSink, "max_rows", 4)  # header + 3 data rows per sheet
     frame = pl.DataFrame({"v": [f"r{i}" for i in range(10)], "i": list(range(10))})
     with ReportWriter(run_dir, frame.columns, xlsx=True, sheet_name="x" * 31) as writer:
         writer.write(frame.head(2))
@@ -402,7 +402,7 @@ def test_xlsx_continues_on_next_sheets(run_dir: Path, monkeypatch: pytest.Monkey
 def test_xlsx_sheet_also_ends_before_zip64_size(
     run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(report._XlsxSink, "max_part_bytes", 1_500)
+    monkeypatch.setattr(XlsxSink, "max_part_bytes", 1_500)
     frame = pl.DataFrame({"v": [f"value {i} " + "x" * 50 for i in range(60)]})
     write(run_dir, [frame.head(25), frame.slice(25)])
     sheets = sheet_values(run_dir / "report.xlsx")
@@ -472,7 +472,7 @@ def test_failed_write_aborts(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     writer = ReportWriter(run_dir, COLUMNS, xlsx=True)
     writer.write(tricky_frame())
-    monkeypatch.setattr(report._XlsxSink, "write", disk_full)
+    monkeypatch.setattr(XlsxSink, "write", disk_full)
     with pytest.raises(OSError, match="No space"):
         writer.write(tricky_frame())
     # a half-written report must never be committed
@@ -488,7 +488,7 @@ def test_swallowed_write_error_still_fails_the_with(
     def broken(self: object, frame: pl.DataFrame) -> None:
         raise OSError("broken pipe")
 
-    monkeypatch.setattr(report._XlsxSink, "write", broken)
+    monkeypatch.setattr(XlsxSink, "write", broken)
     with pytest.raises(RuntimeError, match="aborted"):
         with ReportWriter(run_dir, COLUMNS, xlsx=True) as writer:
             with pytest.raises(OSError, match="broken"):

@@ -8,14 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from campaigner.runs import (
-    ReportLayout,
-    RunRegistry,
-    Tally,
-    new_run_dir,
-    remove_stale_report_temps,
-    report_writing,
-)
+from campaigner.report import ReportLayout, Tally, remove_stale_report_temps, report_writing
+from campaigner.runs import RunRegistry, new_run_dir
 
 
 def test_reasons_are_kept_per_status_and_failed_rows_show_the_answer() -> None:
