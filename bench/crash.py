@@ -18,25 +18,14 @@ import json
 import random
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from campaigner.crashpoints import POINTS
+from campaigner.sim.crashcheck import check, run_dir, write_campaign
+from campaigner.sim.harness import Sandbox, campaigner, run, send_args
 
-from campaigner.crashpoints import POINTS  # noqa: E402
-from tests.crashkit import (  # noqa: E402
-    Sandbox,
-    campaigner,
-    check,
-    run,
-    run_dir,
-    send_args,
-    write_campaign,
-)
-
-OUT = ROOT / "bench" / "out" / "crash"
+OUT = Path(__file__).resolve().parent / "out" / "crash"
 
 
 def unknown_in_journal(folder: Path) -> int:

@@ -37,19 +37,16 @@ import anyio
 import httpx
 from yarl import URL
 
+from campaigner.client import CamsClient, ReplyCallback, check_endpoint
+from campaigner.journal import Journal
+from campaigner.pacing import max_in_window
+from campaigner.pool import Job, JournalWriter, SendPool
+from campaigner.signing import Credentials, format_date, sign_request
+from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
+from campaigner.transport import Http11Transport
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from campaigner.client import CamsClient, ReplyCallback, check_endpoint  # noqa: E402
-from campaigner.journal import Journal  # noqa: E402
-from campaigner.pacing import max_in_window  # noqa: E402
-from campaigner.pool import Job, JournalWriter, SendPool  # noqa: E402
-from campaigner.signing import Credentials, format_date, sign_request  # noqa: E402
-from campaigner.transport import Http11Transport  # noqa: E402
-from tests.crashkit import Sandbox  # noqa: E402
-
 OUT = ROOT / "bench" / "out"
-KEY_ID, SECRET = "testAccessKeyId", "testAccessKeySecret"
 # The sample campaign (WhatsApp template, two TemplateParams); every run passes --input.
 CAMPAIGN = ROOT / "sample_data" / "whatsapp_template.toml"
 

@@ -304,8 +304,6 @@ def preview(
 
 # -- send -------------------------------------------------------------------------------
 
-SANDBOX_KEY_ID, SANDBOX_SECRET = "sandbox-access-key", "sandbox-secret"
-
 
 class _Progress:
     """A live bar on a terminal; a log line every few seconds otherwise (cron)."""
@@ -436,7 +434,7 @@ def send(
 
     from campaigner.sending import SendOptions, run_send
     from campaigner.signing import Credentials
-    from campaigner.simulator import Simulator, SimulatorConfig, serve
+    from campaigner.sim.server import SANDBOX_KEY_ID, SANDBOX_SECRET, serve_sandbox
 
     _setup_logging(verbose)
     campaign = load_campaign(campaign_file)
@@ -445,12 +443,7 @@ def send(
     sandbox_cm = None
     if sandbox:
         credentials = Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET)
-        simulator = Simulator(
-            SimulatorConfig(
-                latency_ms=20, jitter_ms=30, credentials={SANDBOX_KEY_ID: SANDBOX_SECRET}
-            )
-        )
-        sandbox_cm = serve(simulator)
+        sandbox_cm = serve_sandbox()
         endpoint = "http://127.0.0.1"
     else:
         credentials = Credentials.from_env(os.environ)
@@ -572,7 +565,8 @@ def sandbox(
     keys: tuple[str, ...],
 ) -> None:
     """Run the CAMS simulator on 127.0.0.1 until Ctrl-C."""
-    from campaigner.simulator import FaultPlan, FaultWindow, SimulatorConfig, run_forever
+    from campaigner.sim.faults import FaultPlan, FaultWindow, SimulatorConfig
+    from campaigner.sim.server import run_forever
 
     _setup_logging(False)
 

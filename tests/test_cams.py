@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from campaigner.cams import ReplyKind, build_query, classify_reply
 from campaigner.channels import check_call
 from campaigner.signing import canonical_query
-from tests.crashkit import Sandbox, read_report, run
+from campaigner.sim.crashcheck import read_report
+from campaigner.sim.harness import Sandbox, run
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sdk-capture"
 SINGLE_SEND = (

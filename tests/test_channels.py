@@ -26,7 +26,8 @@ from campaigner.config import load_campaign, parse_campaign
 from campaigner.errors import ConfigError
 from campaigner.preview import run_preview
 from campaigner.signing import canonical_query
-from tests.crashkit import Sandbox, read_report, run
+from campaigner.sim.crashcheck import read_report
+from campaigner.sim.harness import Sandbox, run
 
 GROUP_ID = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"
 TEMPLATE = {

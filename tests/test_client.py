@@ -15,7 +15,8 @@ from campaigner.cams import Reply, ReplyKind
 from campaigner.client import CamsClient, check_endpoint
 from campaigner.errors import ConfigError
 from campaigner.signing import Credentials
-from campaigner.simulator import Simulator, serve
+from campaigner.sim.gateway import Simulator
+from campaigner.sim.server import serve
 
 pytestmark = pytest.mark.anyio
 CREDS = Credentials("testAccessKeyId", "testAccessKeySecret")

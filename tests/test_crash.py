@@ -22,19 +22,9 @@ import pytest
 
 from campaigner.crashpoints import POINTS
 from campaigner.journal import Journal
-from tests.crashkit import (
-    CREDENTIALS,
-    Sandbox,
-    campaigner,
-    check,
-    read_report,
-    run,
-    run_dir,
-    send_args,
-    wait_for_run,
-    wait_for_sent,
-    write_campaign,
-)
+from campaigner.sim.crashcheck import check, read_report, run_dir, write_campaign
+from campaigner.sim.harness import CREDENTIALS, Sandbox, campaigner, run, send_args
+from tests.crashkit import wait_for_run, wait_for_sent
 
 ROWS = 600
 pytestmark = [pytest.mark.slow, pytest.mark.stress]

@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.crashkit import (
-    Sandbox,
-    check,
-    free_port,
-    read_report,
-    run,
-    run_dir,
-    send_args,
-    write_campaign,
-)
+from campaigner.sim.crashcheck import check, read_report, run_dir, write_campaign
+from campaigner.sim.harness import Sandbox, free_port, run, send_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.stress]
 ROWS = 800

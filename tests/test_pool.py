@@ -16,7 +16,9 @@ from campaigner.journal import Journal
 from campaigner.pacing import PacerSettings
 from campaigner.pool import Job, JournalWriter, SendPool
 from campaigner.signing import Credentials
-from campaigner.simulator import FaultPlan, Simulator, SimulatorConfig, serve
+from campaigner.sim.faults import FaultPlan, SimulatorConfig
+from campaigner.sim.gateway import Simulator
+from campaigner.sim.server import serve
 from campaigner.transport import Http11Transport
 
 pytestmark = pytest.mark.anyio

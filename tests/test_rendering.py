@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from campaigner.columns import RENDER_ERROR
 from campaigner.errors import ConfigError, MissingColumnsError
 from campaigner.rendering import compile_message
-from tests.crashkit import CREDENTIALS, Sandbox
+from campaigner.sim.harness import CREDENTIALS, Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,21 +17,13 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from campaigner.cams import API_VERSION, LIST_ACTION, SEND_ACTION
 from campaigner.channels import check_call, check_recipient
 from campaigner.signing import Credentials, format_date, sign_request
-from campaigner.simulator import (
-    API_VERSION,
-    LIST_ACTION,
-    SEND_ACTION,
-    AcceptedSend,
-    Fault,
-    FaultPlan,
-    FaultWindow,
-    Simulator,
-    SimulatorConfig,
-    read_accepted_log,
-    serve,
-)
+from campaigner.sim.faults import Fault, FaultPlan, FaultWindow, SimulatorConfig
+from campaigner.sim.gateway import Simulator
+from campaigner.sim.records import AcceptedSend, read_accepted_log
+from campaigner.sim.server import serve
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sdk-capture"
 CREDS = Credentials("testAccessKeyId", "testAccessKeySecret")
@@ -607,7 +599,8 @@ def test_fault_plan_rejects_unknown_names_and_bad_rates() -> None:
 _SANDBOX = """
 import sys
 from pathlib import Path
-from campaigner.simulator import FaultPlan, SimulatorConfig, run_forever
+from campaigner.sim.faults import FaultPlan, SimulatorConfig
+from campaigner.sim.server import run_forever
 config = SimulatorConfig(validate=False, faults=FaultPlan(every={"reset_after": 2}))
 run_forever(config, 0, Path(sys.argv[1]), on_ready=lambda url: print(url, flush=True))
 """
