@@ -248,7 +248,7 @@ def _field_counts(chunk: bytes, delimiter: str, quoted: bool) -> pl.Series | Non
     try:
         lines = pl.Series([text], dtype=pl.Binary).cast(pl.String).str.split("\n").explode()
     except pl.exceptions.PolarsError:
-        return None  # not UTF-8: cannot happen for text from _text_blocks
+        return None  # not UTF-8: cannot happen for text from csv_text.text_blocks
     # The chunk ends with a line end: the piece after the last one is no record.
     return lines.head(lines.len() - 1).str.count_matches(delimiter, literal=True).cast(pl.Int64) + 1
 
