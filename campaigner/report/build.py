@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from campaigner.columns import ROW, STATUS, internal
+from campaigner.columns import ERROR, ROW, STATUS, internal
 from campaigner.crashpoints import crash_point
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal
@@ -25,6 +25,8 @@ _STATE = internal("journal:state")
 _JERROR = internal("journal:error")
 # Journal states a row is reported in as they are.
 _SETTLED = (JournalState.SENT, JournalState.FAILED, JournalState.UNKNOWN)
+# States of a row whose request may have left: their outcome wins over a new check.
+_ATTEMPTED = [s.value for s in (*_SETTLED, JournalState.INTENT)]
 
 
 def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
@@ -45,37 +47,46 @@ def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
 
 
 def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal) -> pl.DataFrame:
-    """One batch of the report: preparation ⋈ journal."""
+    """One batch of the report: preparation ⋈ journal.
+
+    A row the journal says was attempted (sent, failed, unknown, in flight) is reported as
+    the journal says, even if checking it again now calls it invalid or duplicate (a
+    template near the time limit, say): what happened to the row is the journal's to say.
+    """
     lo, hi = prepared[ROW].min(), prepared[ROW].max()
     jf = _journal_frame(journal, int(lo or 0), int(hi or 0))  # type: ignore[arg-type]
     state = pl.col(_STATE)
     sendable = pl.col(STATUS) == Status.WOULD_SEND.value
     status = (
-        pl.when(~sendable)
-        .then(pl.col(STATUS))
-        .when(state.is_in([s.value for s in _SETTLED]))
+        pl.when(state.is_in([s.value for s in _SETTLED]))
         .then(state)
         .when(state == JournalState.INTENT.value)
         .then(pl.lit(Status.UNKNOWN.value))
+        .when(~sendable)
+        .then(pl.col(STATUS))
         .otherwise(pl.lit(Status.NOT_ATTEMPTED.value))
     )
-    outcomes = (
-        prepared.select(ROW, STATUS)
-        .join(jf, on=ROW, how="left", maintain_order="left")
-        .select(
-            ROW,
-            status.alias("status"),
-            "MessageId",
-            "Code",
-            "Message",
-            "RequestId",
-            "attempts",
-            pl.when(state == JournalState.INTENT.value)
-            .then(pl.lit("in flight (or interrupted): may have been delivered"))
-            .otherwise(pl.col(_JERROR))
-            .alias("error"),
-        )
+    joined = prepared.select(ROW, STATUS).join(jf, on=ROW, how="left", maintain_order="left")
+    outcomes = joined.select(
+        ROW,
+        status.alias("status"),
+        "MessageId",
+        "Code",
+        "Message",
+        "RequestId",
+        "attempts",
+        pl.when(state == JournalState.INTENT.value)
+        .then(pl.lit("in flight (or interrupted): may have been delivered"))
+        .otherwise(pl.col(_JERROR))
+        .alias("error"),
     )
+    # The preparation's error of an attempted row (why it would not be sent now) is not
+    # the row's: the journal's error, or none, is.
+    attempted = joined.select(state.is_in(_ATTEMPTED).fill_null(False)).to_series()
+    if attempted.any():
+        prepared = prepared.with_columns(
+            pl.when(attempted).then(pl.lit(None, pl.String)).otherwise(pl.col(ERROR)).alias(ERROR)
+        )
     return layout.frame(prepared, outcomes)
 
 
