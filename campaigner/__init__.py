@@ -1,8 +1,51 @@
-"""campaigner: bulk chat-app campaigns from a spreadsheet through Alibaba Cloud CAMS."""
+"""campaigner: bulk chat-app campaigns from a spreadsheet through Alibaba Cloud CAMS.
+
+The library API (``campaigner.api``) is re-exported here: preview, send, report, reconcile."""
 
 from __future__ import annotations
 
-from campaigner.errors import CampaignerError
-from campaigner.statuses import Status
+# The functions below share their names with modules (``campaigner.reconcile``,
+# ``campaigner.report``, ``campaigner.preview``, and the send stack): a module's first
+# import binds its name here, so those modules are imported before the functions are.
+from importlib import import_module
 
-__all__ = ("CampaignerError", "Status")
+for _module in ("campaigner.reconcile", "campaigner.sending"):  # sending: the send stack
+    import_module(_module)
+
+from campaigner.api import (  # noqa: E402
+    PreviewOptions,
+    PreviewResult,
+    ReconcileOptions,
+    ReconcileResult,
+    ReportOptions,
+    ReportResult,
+    SendOptions,
+    SendProgress,
+    SendResult,
+    preview,
+    reconcile,
+    report,
+    send,
+)
+from campaigner.errors import CampaignerError  # noqa: E402, ConfirmationDeclined, RunStopped
+from campaigner.statuses import Status  # noqa: E402
+
+__all__ = (
+    "CampaignerError",
+    "ConfirmationDeclined",
+    "PreviewOptions",
+    "PreviewResult",
+    "ReconcileOptions",
+    "ReconcileResult",
+    "ReportOptions",
+    "ReportResult",
+    "RunStopped",
+    "SendOptions",
+    "SendProgress",
+    "SendResult",
+    "Status",
+    "preview",
+    "reconcile",
+    "report",
+    "send",
+)

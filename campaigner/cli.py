@@ -13,28 +13,29 @@ import math
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Mapping
-from functools import partial, wraps
+from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from campaigner.cams import DEFAULT_ENDPOINT
-from campaigner.config import load_campaign
+from campaigner.display import (
+    ProgressDisplay,
+    echo,
+    print_preview,
+    print_send,
+    print_tally,
+)
 from campaigner.errors import CampaignerError, meaningful_leaf, storage_problem
 from campaigner.limits import MAX_QPS
 from campaigner.runs import private_umask
 from campaigner.statuses import Status
 from campaigner.terminal import printable
 
-if TYPE_CHECKING:  # the send stack (aiohttp, anyio, the simulator) loads only when used
-    from campaigner.pool import PoolStats
-    from campaigner.preview import PreviewResult
-    from campaigner.reconcile import ReconcileResult
-    from campaigner.report import Tally
-    from campaigner.sending import SendResult
+if TYPE_CHECKING:
+    pass
 
 __all__ = ("cli", "main")
 
@@ -43,10 +44,9 @@ EXIT_BROKEN_PIPE = 141
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _echo(text: str, *, err: bool = False) -> None:
-    """Print a line that may carry untrusted text: cells, column and file names, CAMS
-    messages. Control, escape and bidi characters are shown escaped, never interpreted."""
-    click.echo(printable(text), err=err)
+def _say(message: str) -> None:
+    """A message from the library (a warning, a notice): on stderr, stdout is the result's."""
+    echo(message, err=True)
 
 
 def _fail(
@@ -57,7 +57,7 @@ def _fail(
     details: Mapping[str, Any] | None = None,
 ) -> NoReturn:
     """One line on stderr; with ``--json`` also one JSON object on stdout; then exit."""
-    _echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     if as_json:
         obj = {**(details or {}), "error": message, "exit_code": code}
         click.echo(json.dumps(obj, default=str))
@@ -162,78 +162,13 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
-def _report_line(run_dir: Path) -> str:
-    from campaigner.report import report_paths
-
-    return "Report: " + ", ".join(str(p) for p in report_paths(run_dir))
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {sec} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def _label(status: Status) -> str:
-    return status.value.replace("_", " ")
-
-
-def print_tally(tally: Tally, *, head: Status) -> None:
-    """Rows read, the ``head`` status first, then every other status that occurred."""
-    _echo(f"  {'rows read':<14}{_n(tally.rows):>12}")
-    _echo(f"  {_label(head):<14}{_n(tally.count(head)):>12}")
-    for status in Status:
-        count = tally.count(status)
-        if status is head or not count:
-            continue
-        _echo(f"  {_label(status):<14}{_n(count):>12}")
-        if status in (Status.INVALID, Status.FAILED):
-            reasons = [r for r in tally.as_dict()["invalid_reasons"] if r["status"] == status]
-            for entry in reasons[:10]:
-                rows = ", ".join(str(r) for r in entry["first_rows"])
-                more = ", …" if entry["count"] > len(entry["first_rows"]) else ""
-                _echo(f"      {entry['count']:>6} × {entry['reason']} (rows {rows}{more})")
-
-
-def _print_preview(result: PreviewResult) -> None:
-    _echo(f"Preview of {result.input_path}")
-    print_tally(result.tally, head=Status.WOULD_SEND)
-    ambiguous = result.ambiguous_summary()
-    if ambiguous["rows"]:
-        region = result.ambiguous.region if result.ambiguous else None
-        choices = ", ".join(
-            f'"{c}"{" (this campaign)" if c == ambiguous["choice"] else ""} {n:,}'
-            for c, n in ambiguous["would_send"].items()
-        )
-        _echo(
-            f"  {ambiguous['rows']:,} ambiguous numbers (valid as {region} numbers and with a "
-            f"country code): rows sent with [send] ambiguous = {choices}"
-        )
-    _echo(f"  estimated send time at {result.qps}/s: {_duration(result.estimated_send_seconds)}")
-    if result.examples:
-        _echo("First rendered calls (recipient masked):")
-        for query in result.examples:
-            _echo("  " + json.dumps(query, ensure_ascii=False))
-    _echo(_report_line(result.run_dir))
-    rate = result.tally.rows / max(result.seconds, 1e-9)
-    _echo(f"Done in {result.seconds:.2f} s ({rate:,.0f} rows/s)")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="campaigner")
 def cli() -> None:
     """Send chat-app campaigns (WhatsApp, Messenger, Instagram, Viber) from a spreadsheet
     through Alibaba Cloud Chat App Message Service."""
     private_umask()
+    _Stage.after_stop = "nothing was sent"  # per command (CliRunner runs many in one process)
     for signum in (signal.SIGINT, signal.SIGTERM):  # a clean exit, not a silent kill
         signal.signal(signum, _terminate)
 
@@ -288,93 +223,25 @@ def preview(
     campaign_file: Path, input_path: Path | None, out: Path, report_format: str, as_json: bool
 ) -> None:
     """Validate and render every row and write the preview report; send nothing."""
-    from campaigner.preview import run_preview
+    from campaigner import api
 
     _setup_logging(False)
-    campaign = load_campaign(campaign_file)
-    for warning in campaign.warnings:
-        _echo(f"warning: {warning}", err=True)
-    result = run_preview(campaign, input_path=input_path, out=out, xlsx=_want_xlsx(report_format))
+    options = api.PreviewOptions(campaign_file, input_path, out, _want_xlsx(report_format))
+    result = api.preview(options, say=_say)
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary()}))
     else:
-        _print_preview(result)
+        print_preview(result)
     sys.exit(EXIT_OK if result.would_send == result.tally.rows else EXIT_INCOMPLETE)
 
 
 # -- send -------------------------------------------------------------------------------
 
 
-class _Progress:
-    """A live bar on a terminal; a log line every few seconds otherwise (cron)."""
-
-    def __init__(self, live: bool) -> None:
-        self._live = live
-        self._bar: Any = None
-        self._task: Any = None
-        self._last_log = 0.0
-        self._t0: float | None = None
-        self._log = logging.getLogger("campaigner.progress")
-
-    def __call__(self, stats: PoolStats, total: int) -> None:
-        now = time.monotonic()
-        if self._t0 is None:
-            self._t0 = now
-        elapsed = now - self._t0
-        rate = stats.done / elapsed if elapsed > 0 else 0.0
-        remaining = max(total - stats.done, 0)
-        eta = _duration(remaining / rate) if rate > 0 else "?"
-        text = (
-            f"sent {stats.sent:,} · failed {stats.failed:,} · unknown {stats.unknown:,} · "
-            f"remaining {remaining:,} · {rate:,.0f} msg/s · ETA {eta}"
-        )
-        outage = stats.outage()
-        if outage:  # otherwise an unreachable endpoint looks like a silent hang
-            text = printable(f"{text} · {outage}")  # names a host and an OS error
-        if self._live:
-            if self._bar is None:
-                from rich.console import Console
-                from rich.progress import BarColumn, Progress, TextColumn
-
-                self._bar = Progress(
-                    TextColumn("[bold]sending"),
-                    BarColumn(),
-                    TextColumn("{task.description}", markup=False),  # "[...]" is text
-                    console=Console(stderr=True),  # stdout stays for the summary
-                    transient=False,
-                )
-                self._bar.start()
-                self._task = self._bar.add_task(text, total=max(total, 1))
-            self._bar.update(self._task, completed=stats.done, description=text)
-        elif now - self._last_log >= 5.0:
-            self._last_log = now
-            self._log.info(text)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         return False  # never prompt without a terminal: scheduled runs pass --yes
     return click.confirm(printable(question), default=False, err=True)
-
-
-def _print_send(result: SendResult) -> None:
-    summary = result.summary
-    _echo(f"Sent campaign {summary['name']} to {summary['endpoint']}")
-    print_tally(result.tally, head=Status.SENT)
-    rate = summary.get("achieved_rate")
-    _echo(
-        f"  requests {summary['requests']:,} (retries {summary['retries']:,}, "
-        f"throttled {summary['throttled']:,})" + (f" · {rate:,.1f} msg/s" if rate else "")
-    )
-    if summary.get("by_code"):
-        codes = ", ".join(f"{k} {v:,}" for k, v in summary["by_code"].items())
-        _echo(f"  answers by code: {codes}")
-    _echo(_report_line(result.run_dir))
-    _echo(f"Done in {_duration(result.seconds)}")
 
 
 @cli.command()
@@ -430,24 +297,11 @@ def send(
     """Validate every row, then send the valid ones and write the report."""
     if resend_unknown and resume is None:
         raise click.UsageError("--resend-unknown works only with --resume RUN_DIR")
-    import anyio
-
-    from campaigner.sending import SendOptions, run_send
-    from campaigner.signing import Credentials
-    from campaigner.sim.server import SANDBOX_KEY_ID, SANDBOX_SECRET, serve_sandbox
+    from campaigner import api
 
     _setup_logging(verbose)
-    campaign = load_campaign(campaign_file)
-    for warning in campaign.warnings:
-        _echo(f"warning: {warning}", err=True)
-    sandbox_cm = None
-    if sandbox:
-        credentials = Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET)
-        sandbox_cm = serve_sandbox()
-        endpoint = "http://127.0.0.1"
-    else:
-        credentials = Credentials.from_env(os.environ)
-    options = SendOptions(
+    options = api.SendOptions(
+        campaign_file=campaign_file,
         input_path=input_path,
         out=out,
         endpoint=endpoint,
@@ -457,32 +311,18 @@ def send(
         resend_unknown=resend_unknown,
         xlsx=_want_xlsx(report_format),
         again=again,
+        sandbox=sandbox,
     )
-    progress = _Progress(live=sys.stderr.isatty() and not as_json)
-
-    def say(message: str) -> None:
-        _echo(message, err=True)
-
+    progress = ProgressDisplay(live=sys.stderr.isatty() and not as_json)
     try:
-        result = anyio.run(
-            partial(
-                run_send,
-                campaign,
-                options,
-                credentials=credentials,
-                confirm=_confirm,
-                progress=progress,
-                say=say,
-                sandbox=sandbox_cm,
-            )
-        )
+        result = api.send(options, progress, confirm=_confirm, say=_say)
     finally:
         progress.close()
     _Stage.after_stop = f"the run had finished: {result.run_dir / 'report.csv'}"
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary}))
     else:
-        _print_send(result)
+        print_send(result)
     sys.exit(EXIT_OK if result.all_sent else EXIT_INCOMPLETE)
 
 
@@ -629,7 +469,7 @@ def sandbox(
             config,
             port,
             log_path,
-            on_ready=lambda url: _echo(f"CAMS simulator on {url} (Ctrl-C to stop)", err=True),
+            on_ready=lambda url: echo(f"CAMS simulator on {url} (Ctrl-C to stop)", err=True),
         )
     except Exception as exc:
         leaf = meaningful_leaf(exc)
@@ -656,14 +496,14 @@ run_dir_arg = click.argument(
 @handle_errors
 def report(run_dir: Path, report_format: str) -> None:
     """Rebuild a run's report from its input and journal (also while it runs)."""
-    from campaigner.sending import rebuild_run_report
+    from campaigner import api
 
     _setup_logging(False)
-    tally = rebuild_run_report(run_dir, _want_xlsx(report_format))
-    _echo(f"Report of {run_dir}")
-    print_tally(tally, head=Status.SENT)
-    _echo(_report_line(run_dir))
-    sys.exit(EXIT_OK if tally.count(Status.SENT) == tally.rows else EXIT_INCOMPLETE)
+    result = api.report(api.ReportOptions(run_dir, _want_xlsx(report_format)))
+    echo(f"Report of {run_dir}")
+    print_tally(result.tally, head=Status.SENT)
+    echo("Report: " + ", ".join(str(p) for p in result.paths))
+    sys.exit(EXIT_OK if result.all_sent else EXIT_INCOMPLETE)
 
 
 @cli.command()
@@ -685,45 +525,20 @@ def report(run_dir: Path, report_format: str) -> None:
 @handle_errors
 def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
     """Settle 'unknown' rows by looking them up with ListChatappMessage."""
-    import anyio
-
-    from campaigner.client import CamsClient
-    from campaigner.journal import RunLock
-    from campaigner.reconcile import reconcile_rows
-    from campaigner.report import rebuild_report
-    from campaigner.sending import open_run
-    from campaigner.signing import Credentials
+    from campaigner import api
 
     _setup_logging(False)
-    credentials = Credentials.from_env(os.environ)
-    with RunLock(run_dir):
-        plan, table, journal = open_run(run_dir)
-        try:
-
-            async def settle() -> ReconcileResult:
-                async with CamsClient(credentials, endpoint=endpoint) as client:
-                    return await reconcile_rows(
-                        plan,
-                        table,
-                        journal,
-                        client,
-                        grace_s=grace_s,
-                        say=lambda m: _echo(m, err=True),
-                    )
-
-            result = anyio.run(settle)
-            tally = rebuild_report(run_dir, plan, table, journal)  # in the run's formats
-        finally:
-            journal.close()
+    options = api.ReconcileOptions(run_dir, endpoint, grace_s)
+    result = api.reconcile(options, say=_say)
     if result.interrupted:
-        _echo(f"{result.interrupted} rows were in flight when the run stopped: looked up")
-    _echo(
+        echo(f"{result.interrupted} rows were in flight when the run stopped: looked up")
+    echo(
         f"Reconciled {run_dir}: {result.found_sent} found sent, {result.not_sent} confirmed "
         f"not sent (a --resume sends them), {result.still_unknown} still unknown, "
         f"{result.lookup_errors} lookups failed"
     )
-    print_tally(tally, head=Status.SENT)
-    sys.exit(EXIT_OK if not result.still_unknown and not result.lookup_errors else EXIT_INCOMPLETE)
+    print_tally(result.tally, head=Status.SENT)
+    sys.exit(EXIT_OK if result.settled else EXIT_INCOMPLETE)
 
 
 def main(args: list[str] | None = None) -> None:

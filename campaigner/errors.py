@@ -5,6 +5,7 @@ The CLI catches ``CampaignerError`` once and maps it to a message and an exit co
 
     CampaignerError
     ├── ConfigError            the campaign file is unusable (unknown key, bad value, bad template)
+    ├── ConfirmationDeclined   a question before the send was answered no (or nobody could answer)
     ├── InputError             the recipient file cannot be used at all
     │   ├── UnreadableInputError   not a spreadsheet, encrypted, wrong format, hostile, damaged
     │   ├── EmptyInputError        no header, or a header and no rows
@@ -15,6 +16,7 @@ The CLI catches ``CampaignerError`` once and maps it to a message and an exit co
     ├── JournalError           the run journal is unusable, locked, or does not match the input
     ├── StorageError           a file could not be written: disk full, read-only, name too long
     └── InterruptedRunError    the run was stopped by a signal (graceful stop)
+        └── RunStopped             ... after the send finished its report: carries the result
 
 Foreign exceptions reach the CLI as they are; ``meaningful_leaf`` finds the one that matters
 inside anyio's exception groups, and ``storage_problem`` puts file-system failures (OSError,
@@ -34,12 +36,14 @@ __all__ = (
     "AccountError",
     "CampaignerError",
     "ConfigError",
+    "ConfirmationDeclined",
     "CredentialsError",
     "EmptyInputError",
     "InputError",
     "InterruptedRunError",
     "JournalError",
     "MissingColumnsError",
+    "RunStopped",
     "UnreachableError",
     "UnreadableInputError",
 )
@@ -69,6 +73,11 @@ class CampaignerError(Exception):
 
 class ConfigError(CampaignerError):
     """The campaign file cannot be used as written."""
+
+
+class ConfirmationDeclined(CampaignerError):
+    """A question asked before the send (resend? send only the valid rows?) was answered
+    no, or could not be asked; nothing was sent."""
 
 
 class InputError(CampaignerError):
@@ -112,6 +121,22 @@ class InterruptedRunError(CampaignerError):
     """The run stopped on a signal after finishing in-flight work."""
 
     exit_code = 130
+
+
+class RunStopped(InterruptedRunError):
+    """A signal stopped the send and the report was written: ``result`` is the run's result
+    (a ``SendResult``) as far as it got, ``exit_code`` 130 (SIGINT) or 143 (SIGTERM)."""
+
+    def __init__(
+        self,
+        message: str,
+        result: object,
+        *,
+        exit_code: int,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, exit_code=exit_code, details=details)
+        self.result = result
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,19 +12,23 @@ import polars as pl
 from campaigner.channels import PHONE_CHANNELS
 from campaigner.columns import STATUS, TO
 from campaigner.config import Campaign
-from campaigner.errors import ConfigError
-from campaigner.inputs import InputTable, open_input
+from campaigner.inputs import InputTable
 from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
 from campaigner.report import ReportLayout, ReportWriter, Tally, write_json_atomic
-from campaigner.rows import AMBIGUOUS_READINGS, Deduper, Plan, mask_recipient
+from campaigner.rows import (
+    AMBIGUOUS_READINGS,
+    Deduper,
+    Plan,
+    mask_recipient,
+    open_campaign_input,
+    resolve_input,
+)
 from campaigner.runs import new_run_dir
 from campaigner.statuses import Status
 
 __all__ = (
     "AmbiguousTally",
     "PreviewResult",
-    "open_campaign_input",
-    "resolve_input",
     "run_preview",
 )
 
@@ -76,7 +80,7 @@ class AmbiguousTally:
         return counts
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreviewResult:
     run_dir: Path
     input_path: Path
@@ -117,20 +121,6 @@ class PreviewResult:
             "duration_seconds": round(self.seconds, 3),
             "rows_per_second": round(self.tally.rows / self.seconds) if self.seconds else None,
         }
-
-
-def resolve_input(campaign: Campaign, input_path: Path | None) -> Path:
-    path = input_path or campaign.input
-    if path is None:
-        raise ConfigError("no recipient list: set input in the campaign file or pass --input FILE")
-    return path
-
-
-def open_campaign_input(campaign: Campaign, path: Path, plan: Plan) -> InputTable:
-    """Open the input and check it fits the campaign: all file-level errors surface here."""
-    table = open_input(path, sheet=campaign.sheet, encoding=campaign.encoding)
-    plan.check_columns(table.columns)
-    return table
 
 
 def masked_query(plan: Plan, row: dict[str, Any]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from campaigner.journal import Journal, Outcome
 from campaigner.rows import Deduper, Plan
 from campaigner.statuses import JournalState, Status
 
-__all__ = ("ReconcileResult", "reconcile_rows")
+__all__ = ("ReconcileCounts", "reconcile_rows")
 
 _LIST_QPS = 50  # a lookup API: stay well below any plausible limit
 _LIST_CONCURRENCY = 16
@@ -35,7 +35,9 @@ _PAGE = json.dumps({"Index": 1, "Size": 100}, separators=(",", ":"))
 
 
 @dataclass
-class ReconcileResult:
+class ReconcileCounts:
+    """What a reconcile found, counted as it goes."""
+
     interrupted: int = 0  # rows found in flight (a killed run), looked up like unknown ones
     found_sent: int = 0
     not_sent: int = 0
@@ -86,13 +88,13 @@ async def reconcile_rows(
     skew_s: float = 120.0,
     clock: Callable[[], float] = time.time,
     say: Callable[[str], None] = lambda _: None,
-) -> ReconcileResult:
+) -> ReconcileCounts:
     """Look up every unknown row and settle it in the journal.
 
     The caller holds the run's lock, so no process is sending: rows still in ``intent``
     were in flight when a run was killed, and are unknown like the others.
     """
-    result = ReconcileResult()
+    result = ReconcileCounts()
     result.interrupted = await anyio.to_thread.run_sync(journal.settle_interrupted)
     unknown = {row: intent_at for row, _, intent_at in journal.unknown_rows()}
     if not unknown:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -21,11 +22,19 @@ from campaigner.channels import GROUP_CHANNELS, ID_PATTERN, PHONE_CHANNELS, chec
 from campaigner.columns import ERROR, ISSUE, RENDER_ERROR, ROW, STATUS, TO, internal
 from campaigner.config import Campaign
 from campaigner.errors import ConfigError
+from campaigner.inputs import InputTable, open_input
 from campaigner.phones import Ambiguity, normalize_phones
 from campaigner.rendering import MessageTemplate, Slot, compile_message
 from campaigner.statuses import Status
 
-__all__ = ("AMBIGUOUS_READINGS", "Deduper", "Plan", "mask_recipient")
+__all__ = (
+    "AMBIGUOUS_READINGS",
+    "Deduper",
+    "Plan",
+    "mask_recipient",
+    "open_campaign_input",
+    "resolve_input",
+)
 
 # Work columns added next to the input columns (whose names may be anything).
 _FIRST_ROW = internal("first_row")
@@ -261,3 +270,18 @@ class Plan:
 
     def query(self, row: Mapping[str, Any]) -> dict[str, str]:
         return build_query(self.message(row))
+
+
+def resolve_input(campaign: Campaign, input_path: Path | None) -> Path:
+    """The recipient list to read: ``--input``, else the campaign file's ``input``."""
+    path = input_path or campaign.input
+    if path is None:
+        raise ConfigError("no recipient list: set input in the campaign file or pass --input FILE")
+    return path
+
+
+def open_campaign_input(campaign: Campaign, path: Path, plan: Plan) -> InputTable:
+    """Open the input and check it fits the campaign: all file-level errors surface here."""
+    table = open_input(path, sheet=campaign.sheet, encoding=campaign.encoding)
+    plan.check_columns(table.columns)
+    return table

@@ -7,47 +7,41 @@ The report is never written from memory: it is rebuilt from the input and the jo
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import resource
 import shlex
-import shutil
 import signal
 import sqlite3
 import time
-import tomllib
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
-import polars as pl
 
 from campaigner.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
-from campaigner.columns import ERROR, ROW, STATUS, TO
-from campaigner.config import Campaign, parse_campaign
-from campaigner.crashpoints import crash_point
+from campaigner.config import Campaign
 from campaigner.errors import (
     AccountError,
     CampaignerError,
     ConfigError,
+    ConfirmationDeclined,
     InterruptedRunError,
     JournalError,
+    RunStopped,
     StorageError,
     UnreachableError,
     meaningful_leaf,
     storage_problem,
 )
+from campaigner.feed import feed
 from campaigner.inputs import InputTable
-from campaigner.journal import LOCK_NAME, Journal, RunLock, file_fingerprint
+from campaigner.journal import Journal, RunLock
 from campaigner.limits import MAX_QPS
+from campaigner.options import SendOptions, SendResult
 from campaigner.pacing import PacerSettings
-from campaigner.pool import Job, JournalWriter, PoolStats, SendPool
-from campaigner.preview import open_campaign_input, resolve_input
+from campaigner.pool import JournalWriter, PoolStats, SendPool
 from campaigner.report import (
     ReportLayout,
     Tally,
@@ -55,252 +49,38 @@ from campaigner.report import (
     remove_stale_report_temps,
     write_json_atomic,
 )
-from campaigner.rows import Deduper, Plan
-from campaigner.runs import PARTIAL_MARK, RunRegistry, new_run_dir, run_folder_stem
+from campaigner.rows import Deduper, Plan, open_campaign_input, resolve_input
+from campaigner.runs import (
+    RunRegistry,
+    campaign_meta,
+    check_earlier_runs,
+    create_run,
+    destination,
+    find_earlier_runs,
+    open_run,
+    recorded_input,
+    resume_changes,
+)
 from campaigner.signing import Credentials
-from campaigner.statuses import FINAL_STATES, JournalState, Status
+from campaigner.statuses import JournalState, Status
+from campaigner.stopping import StopSignals, watch_signals
 
 __all__ = (
-    "EarlierRun",
-    "SendOptions",
-    "SendResult",
-    "find_earlier_runs",
-    "load_run",
-    "open_run",
     "rebuild_run_report",
     "run_send",
+    "tidy_run_folder",
 )
 
 log = logging.getLogger(__name__)
 
-SEND_BATCH_ROWS = 5_000  # small batches keep the event loop responsive while rows are prepared
 _PROGRESS_EVERY_S = 0.5
-# Journal states a row is reported in as they are; rows in flight may have been delivered too.
+# Journal states a row is reported in as they are.
 _SETTLED = (JournalState.SENT, JournalState.FAILED, JournalState.UNKNOWN)
-_DELIVERED = (JournalState.SENT, JournalState.UNKNOWN, JournalState.INTENT)
-# A prepared row's status → the state its journal row starts in.
-_JOURNAL_STATE = {
-    Status.WOULD_SEND: JournalState.PENDING,
-    Status.INVALID: JournalState.INVALID,
-    Status.DUPLICATE: JournalState.DUPLICATE,
-}
-
-
-@dataclass
-class SendOptions:
-    input_path: Path | None = None
-    out: Path = Path("reports")
-    endpoint: str = DEFAULT_ENDPOINT
-    qps: int | None = None
-    yes: bool = False
-    resume: Path | None = None
-    resend_unknown: bool = False
-    xlsx: bool | None = None
-    again: bool = False  # send a campaign and list that an earlier run already sent
-
-
-@dataclass
-class SendResult:
-    run_dir: Path
-    tally: Tally
-    stats: PoolStats
-    seconds: float
-    stop_reason: str | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def all_sent(self) -> bool:
-        return self.tally.count(Status.SENT) == self.tally.rows
 
 
 # Callbacks the CLI provides: ask a yes/no question; show progress; say something.
 Confirm = Callable[[str], bool]
 ProgressSink = Callable[[PoolStats, int], None]
-
-
-def _campaign_meta(campaign: Campaign, input_path: Path) -> dict[str, str]:
-    meta = {"name": campaign.name, "campaign_text": "", "created_at": str(time.time())}
-    if campaign.source is not None:
-        fp = file_fingerprint(campaign.source)
-        meta |= {f"campaign_{k}": v for k, v in fp.items()}
-        meta["campaign_text"] = campaign.source.read_text("utf-8-sig")
-    meta |= {f"input_{k}": v for k, v in file_fingerprint(input_path).items()}
-    meta["campaign_settings"] = json.dumps(
-        {"sheet": campaign.sheet, "encoding": campaign.encoding}, default=str
-    )
-    return meta
-
-
-def _changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    changed = []
-    for what in ("campaign", "input"):
-        if old.get(f"{what}_sha256") != new.get(f"{what}_sha256"):
-            label = "campaign file" if what == "campaign" else "recipient list"
-            changed.append(
-                f"the {label} {new.get(f'{what}_path')} changed since the run started "
-                f"(size {old.get(f'{what}_size')} → {new.get(f'{what}_size')} bytes)"
-            )
-    return changed
-
-
-def _destination(endpoint: str, sandbox: bool) -> str:
-    """What a run sent to: runs to a simulator and runs to CAMS never count as each other's."""
-    if sandbox:
-        return "sandbox"
-    host = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}").hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return "simulator" if loopback else "cams"
-
-
-@dataclass(frozen=True)
-class EarlierRun:
-    run_dir: Path
-    created_at: float
-    finished: bool
-    delivered: int  # rows sent or possibly delivered (unknown, in flight)
-
-
-def find_earlier_runs(
-    out: Path, meta: dict[str, str], registry: RunRegistry | None = None
-) -> list[EarlierRun]:
-    """Earlier runs of the same campaign file and list to the same destination, oldest first:
-    those the per-user record knows (any ``--out``) and those under ``out``."""
-    folders: dict[Path, Path] = {}  # resolved -> as shown
-    if out.is_dir():
-        for run_dir in sorted(out.glob(f"{run_folder_stem(meta['name'])}-*")):
-            folders.setdefault(run_dir.resolve(), run_dir)
-    for run_dir in registry.folders(meta["name"]) if registry is not None else []:
-        folders.setdefault(run_dir.resolve(), run_dir)
-    found: list[EarlierRun] = []
-    for run_dir in folders.values():
-        if not Journal.exists_in(run_dir):
-            continue
-        try:
-            journal = Journal.in_run(run_dir, check=False)  # a look, not a resume
-            try:
-                old = journal.meta()
-                counts = journal.counts()
-            finally:
-                journal.close()
-        except (JournalError, OSError, sqlite3.Error):
-            continue
-        if any(old.get(k) != meta.get(k) for k in ("campaign_sha256", "input_sha256")):
-            continue
-        if old.get("destination", meta.get("destination")) != meta.get("destination"):
-            continue
-        unsent = counts.get(JournalState.PENDING, 0) + counts.get(JournalState.INTENT, 0)
-        found.append(
-            EarlierRun(
-                run_dir,
-                float(old.get("created_at") or 0),
-                finished=old.get("finished") == "yes" and not unsent,
-                delivered=sum(counts.get(s, 0) for s in _DELIVERED),
-            )
-        )
-    return sorted(found, key=lambda r: r.created_at)
-
-
-def _check_earlier_runs(
-    earlier: list[EarlierRun], options: SendOptions, confirm: Confirm, *, sandbox: bool
-) -> None:
-    """Refuse to send a campaign and list again by accident (``--yes`` does not cover it)."""
-    # The built-in simulator starts empty in every process: nothing was sent to it before.
-    delivered = [] if sandbox else [r for r in earlier if r.delivered]
-    if delivered:
-        last = delivered[-1]
-        what = (
-            f"run {last.run_dir} already sent this campaign file and list "
-            f"({last.delivered:,} rows sent or possibly delivered)"
-        )
-        resume = (
-            "" if last.finished else f"; to finish that run instead use --resume {last.run_dir}"
-        )
-        if not confirm(f"{what}{resume}. Send it to everyone AGAIN?"):
-            raise ConfigError(f"not started: {what}; pass --again to send it again{resume}")
-        return
-    unfinished = [r for r in earlier if not r.finished]
-    if unfinished and not options.yes:
-        last_dir = unfinished[-1].run_dir
-        if not confirm(
-            f"an earlier run of this campaign and list is unfinished ({last_dir}); "
-            f"resume it with --resume {last_dir}. Start a NEW run anyway?"
-        ):
-            raise ConfigError(f"not started; to continue the earlier run use --resume {last_dir}")
-
-
-def _recorded_input(run_dir: Path) -> Path | None:
-    """The list a run to resume started with, or None when it stopped before recording its
-    campaign: then nothing can have been sent, and the resume starts it from the beginning."""
-    if not Journal.exists_in(run_dir):
-        if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
-            raise JournalError(f"{run_dir} is not a campaigner run folder (no journal)")
-        return None
-    remove_stale_report_temps(run_dir)
-    journal = Journal.in_run(run_dir)
-    try:
-        meta = journal.meta()
-        if "input_path" in meta:
-            return Path(meta["input_path"])
-        if journal.counts():
-            raise JournalError(f"the journal in {run_dir} has rows but no recorded campaign")
-        return None
-    finally:
-        journal.close()
-
-
-def _never_started(run_dir: Path) -> str:
-    return (
-        f"the run in {run_dir} stopped before it recorded its campaign, so nothing was sent; "
-        f"start it with `campaigner send CAMPAIGN_FILE --resume {run_dir}`"
-    )
-
-
-def load_run(run_dir: Path) -> tuple[Campaign, Path, Journal]:
-    """The campaign and input a run was started with, from its journal."""
-    if not Journal.exists_in(run_dir):
-        raise JournalError(f"{run_dir} is not a campaigner run folder (no journal)")
-    remove_stale_report_temps(run_dir)  # left by a writer that was killed
-    journal = Journal.in_run(run_dir)
-    try:
-        meta = journal.meta()
-        if "campaign_text" not in meta and not journal.counts():
-            raise JournalError(_never_started(run_dir))
-        try:
-            data = tomllib.loads(meta["campaign_text"])
-        except (KeyError, tomllib.TOMLDecodeError):
-            raise JournalError(f"the journal in {run_dir} has no usable campaign") from None
-        base = Path(meta.get("campaign_path", ".")).parent
-        campaign = parse_campaign(data, base_dir=base)
-        settings = json.loads(meta.get("campaign_settings", "{}"))
-    except BaseException:
-        journal.close()
-        raise
-    campaign = replace(
-        campaign,
-        sheet=settings.get("sheet", campaign.sheet),
-        encoding=settings.get("encoding", campaign.encoding),
-        source=Path(meta["campaign_path"]) if "campaign_path" in meta else None,
-    )
-    return campaign, Path(meta["input_path"]), journal
-
-
-def _remove_abandoned_partials(out: Path) -> None:
-    """Run folders that a killed process was still preparing: nothing was sent from them."""
-    for partial in out.glob(f".*{PARTIAL_MARK}*"):
-        if not (partial / LOCK_NAME).exists():
-            continue  # being created right now (its lock comes first)
-        lock = RunLock(partial)
-        try:
-            lock.acquire()
-        except (JournalError, OSError):
-            continue  # its process is alive
-        try:
-            shutil.rmtree(partial, ignore_errors=True)
-        finally:
-            lock.release()
 
 
 def _cpu_seconds() -> float:
@@ -318,29 +98,16 @@ def _validate_all(plan: Plan, table: InputTable) -> Tally:
     return tally
 
 
-def open_run(run_dir: Path) -> tuple[Plan, InputTable, Journal]:
-    """A run's plan, input (checked unchanged) and journal, for report and reconcile."""
-    campaign, input_path, journal = load_run(run_dir)
-    try:
-        plan = Plan(campaign)
-        recorded = journal.meta()
-        if not input_path.exists():
-            raise JournalError(f"the run's recipient list {input_path} no longer exists")
-        current = {f"input_{k}": v for k, v in file_fingerprint(input_path).items()}
-        if current["input_sha256"] != recorded.get("input_sha256"):
-            raise JournalError(
-                f"the recipient list {input_path} changed since the run started; "
-                "its report cannot be rebuilt from it"
-            )
-        table = open_campaign_input(campaign, input_path, plan)
-    except BaseException:
-        journal.close()
-        raise
-    return plan, table, journal
+def tidy_run_folder(run_dir: Path) -> None:
+    """Remove the report temporaries a killed writer left in a run folder, before it is
+    opened to resume, reconcile or rebuild its report (nothing when it is no run folder)."""
+    if Journal.exists_in(run_dir):
+        remove_stale_report_temps(run_dir)
 
 
 def rebuild_run_report(run_dir: Path, xlsx: bool | None = None) -> Tally:
     """``campaigner report RUN_DIR``: rebuild report.csv/.xlsx from input + journal."""
+    tidy_run_folder(run_dir)
     plan, table, journal = open_run(run_dir)
     try:
         return rebuild_report(run_dir, plan, table, journal, xlsx=xlsx)
@@ -348,154 +115,10 @@ def rebuild_run_report(run_dir: Path, xlsx: bool | None = None) -> Tally:
         journal.close()
 
 
-async def _feed(
-    plan: Plan, table: InputTable, writer: JournalWriter, journal: Journal
-) -> AsyncIterator[list[Job]]:
-    """Prepared rows, in input order, that still need sending; each batch journaled first."""
-    deduper = Deduper()
-    batches: Iterator[pl.DataFrame] = table.batches(SEND_BATCH_ROWS)
-
-    def prepare_next() -> pl.DataFrame | None:
-        batch = next(batches, None)
-        return None if batch is None else plan.prepare(batch, deduper)
-
-    while True:
-        prepared = await anyio.to_thread.run_sync(prepare_next)
-        if prepared is None:
-            return
-        records = [
-            (row, _JOURNAL_STATE[status], to, err)
-            for row, status, to, err in prepared.select(ROW, STATUS, TO, ERROR).iter_rows()
-        ]
-        states: dict[int, str] = {}
-
-        def record(
-            records: list[tuple[int, JournalState, str | None, str | None]] = records,
-            states: dict[int, str] = states,
-        ) -> None:
-            # In the writer's order: the batch's rows exist before any of their intents.
-            journal.add_rows(records)
-            states.update(journal.states_between(records[0][0], records[-1][0]))
-
-        await writer.run_call(record)
-        sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)
-
-        def build_jobs(
-            frame: pl.DataFrame = sendable, states: dict[int, str] = states
-        ) -> list[Job]:
-            jobs = []
-            for row in frame.iter_rows(named=True):
-                state = states.get(row[ROW])
-                if state in FINAL_STATES or state == JournalState.INTENT:
-                    continue
-                jobs.append(Job(row[ROW], plan.query(row)))
-            return jobs
-
-        jobs = await anyio.to_thread.run_sync(build_jobs)
-        if jobs:
-            yield jobs
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM over a whole send run: the first asks for a graceful stop, another
-    aborts at once.
-
-    While rows are sent, anyio's receiver (``_watch_signals``) does this. When it exits,
-    anyio puts back Python's defaults, not the caller's handlers: SIGTERM would end the
-    process without a word and SIGINT raise wherever the report rebuild happens to be.
-    ``take_over`` keeps the same two steps from then on; ``restore`` gives the caller its
-    handlers back when the run ends.
-    """
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self._say = say
-        self._previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
-        self._abortable = False
-        self.received: list[str] = []  # signal names, in order
-
-    def take_over(self) -> None:
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, self._on_signal)
-
-    def allow_abort(self) -> None:
-        """From here on no event loop runs under us: another signal may raise right away."""
-        self._abortable = True
-        if len(self.received) > 1:
-            raise KeyboardInterrupt(self.received[-1])
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        self.received.append(name)
-        if len(self.received) > 1:
-            if self._abortable:
-                raise KeyboardInterrupt(name)
-            return  # raised by allow_abort, out of the event loop's machinery
-        with suppress(Exception):  # a handler must not break the write it interrupted
-            self._say(f"{name}: finishing the report, then stopping (press Ctrl-C again to abort)")
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            if handler is not None:
-                signal.signal(signum, handler)
-
-
-async def _watch_signals(
-    pool: SendPool, abort: anyio.CancelScope, say: Callable[[str], None], stop: _StopSignals
-) -> None:
-    try:
-        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
-            async for signum in signals:
-                stop.received.append(signal.Signals(signum).name)
-                if not pool.stopping:
-                    name = signal.Signals(signum).name
-                    say(
-                        f"{name}: stopping — no new rows; waiting for messages in flight "
-                        "(press Ctrl-C again to abort now)"
-                    )
-                    pool.stop(name)
-                else:
-                    say("aborting now: messages in flight become 'unknown'")
-                    pool.stop_reason = "aborted"
-                    abort.cancel()
-                    return
-    finally:
-        stop.take_over()
-
-
 async def _report_progress(pool: SendPool, total: int, sink: ProgressSink) -> None:
     while True:
         sink(pool.stats, total)
         await anyio.sleep(_PROGRESS_EVERY_S)
-
-
-def _create_run(out: Path, name: str, meta: dict[str, str]) -> tuple[Path, RunLock]:
-    """A new run folder, locked, whose journal holds the campaign before the folder appears
-    under its name: a kill at any moment leaves a complete run folder or none."""
-    if out.is_dir():
-        _remove_abandoned_partials(out)
-    locks: list[RunLock] = []
-
-    def prepare(folder: Path) -> None:
-        lock = RunLock(folder)
-        lock.acquire()  # the lock goes with the folder when it is renamed
-        locks.append(lock)
-        journal = Journal.in_run(folder)
-        try:
-            journal.set_meta(meta)
-        finally:
-            journal.close()
-        crash_point("run_folder")
-
-    try:
-        run_dir = new_run_dir(out, name, prepare=prepare)
-    except BaseException:
-        for lock in locks:
-            lock.release()
-        raise
-    return run_dir, locks[0]
 
 
 async def run_send(
@@ -519,15 +142,16 @@ async def run_send(
     run_dir: Path | None = None
     starts = True  # a new run, or a resume of one that stopped before it recorded its campaign
     if options.resume is not None:
-        recorded_input = _recorded_input(options.resume)
-        starts = recorded_input is None
-        path = options.input_path or recorded_input or resolve_input(campaign, None)
+        tidy_run_folder(options.resume)
+        recorded = recorded_input(options.resume)
+        starts = recorded is None
+        path = options.input_path or recorded or resolve_input(campaign, None)
         run_dir = options.resume
     else:
         path = resolve_input(campaign, options.input_path)
     table = open_campaign_input(campaign, path, plan)
-    meta = _campaign_meta(campaign, path)
-    meta["destination"] = _destination(options.endpoint, sandbox is not None)
+    meta = campaign_meta(campaign, path)
+    meta["destination"] = destination(options.endpoint, sandbox is not None)
     want_xlsx = table.kind == "xlsx" if options.xlsx is None else options.xlsx
     meta["report_xlsx"] = "yes" if want_xlsx else "no"
     registry = RunRegistry(warn=lambda message: say(f"warning: {message}"))
@@ -536,7 +160,7 @@ async def run_send(
     invalid = tally.rows - tally.count(Status.WOULD_SEND)
     if starts and not options.again:
         earlier = find_earlier_runs(options.out, meta, registry)
-        _check_earlier_runs(earlier, options, confirm, sandbox=sandbox is not None)
+        check_earlier_runs(earlier, confirm, yes=options.yes, sandbox=sandbox is not None)
     if (
         invalid
         and not options.yes
@@ -545,14 +169,14 @@ async def run_send(
             f"Send the {tally.count(Status.WOULD_SEND):,} valid rows?"
         )
     ):
-        raise ConfigError(
+        raise ConfirmationDeclined(
             f"not sent: {invalid:,} rows are invalid or duplicate; fix them or pass --yes "
             "to send the valid rows"
         )
 
     if run_dir is None:
         try:
-            run_dir, lock = _create_run(options.out, campaign.name, meta)
+            run_dir, lock = create_run(options.out, campaign.name, meta)
         except Exception as exc:
             problem = storage_problem(meaningful_leaf(exc))
             if problem is None:
@@ -570,12 +194,12 @@ async def run_send(
         lock.release()
         raise
     registry.record(campaign.name, run_dir)
-    stop = _StopSignals(say)
+    stop = StopSignals(say)
     reporting = False  # the send is over; what remains is the report
     try:
         old = journal.meta()
         if old:
-            changes = _changes(old, meta)
+            changes = resume_changes(old, meta)
             if changes:
                 raise JournalError("cannot resume: " + "; ".join(changes))
             interrupted = journal.settle_interrupted()
@@ -673,13 +297,12 @@ async def run_send(
         stopped_by = stop.received[0]
     if stopped_by in ("SIGINT", "SIGTERM", "aborted"):
         then = f"continue with --resume {run_dir}" if pool.stopping else "no row was left to send"
-        err = InterruptedRunError(
+        raise RunStopped(
             f"stopped by {stopped_by}; report written to {run_dir / 'report.csv'}; {then}",
+            result,
             exit_code=143 if stopped_by == "SIGTERM" else 130,
             details=details,
         )
-        err.result = result  # type: ignore[attr-defined]
-        raise err
     return result
 
 
@@ -701,7 +324,7 @@ def _explain_failure(
     journal: Journal,
     run_dir: Path,
     sendable: int,
-    stop: _StopSignals,
+    stop: StopSignals,
     resume: str,
     *,
     reporting: bool,
@@ -760,7 +383,7 @@ async def _send_rows(
     progress: ProgressSink,
     say: Callable[[str], None],
     sandbox: Any,
-    stop: _StopSignals,
+    stop: StopSignals,
 ) -> SendPool:
     async with AsyncExitStack() as stack:
         endpoint = options.endpoint
@@ -778,9 +401,9 @@ async def _send_rows(
         )
         with anyio.CancelScope() as abort:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch_signals, pool, abort, say, stop)
+                tg.start_soon(watch_signals, pool, abort, say, stop)
                 tg.start_soon(_report_progress, pool, total, progress)
-                await pool.run(_feed(plan, table, writer, journal))
+                await pool.run(feed(plan, table, writer, journal))
                 tg.cancel_scope.cancel()
         if abort.cancelled_caught:
             with anyio.CancelScope(shield=True):

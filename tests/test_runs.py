@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from campaigner.journal import Journal
 from campaigner.report import ReportLayout, Tally, remove_stale_report_temps, report_writing
-from campaigner.runs import RunRegistry, new_run_dir
+from campaigner.runs import RunRegistry, find_earlier_runs, new_run_dir
 
 
 def test_reasons_are_kept_per_status_and_failed_rows_show_the_answer() -> None:
@@ -104,3 +105,13 @@ def test_the_record_of_runs_follows_xdg_state_home(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     path = RunRegistry(print).path
     assert path == tmp_path / "home" / ".local" / "state" / "campaigner" / "runs.jsonl"
+
+
+def test_earlier_runs_of_a_long_named_campaign_are_found(tmp_path: Path) -> None:
+    name = "é" * 150 + "日本" * 75
+    meta = {"name": name, "campaign_sha256": "c", "input_sha256": "i", "created_at": "1"}
+    run = new_run_dir(tmp_path, name)
+    journal = Journal.in_run(run)
+    journal.set_meta(meta)
+    journal.close()
+    assert [r.run_dir for r in find_earlier_runs(tmp_path, meta)] == [run]

@@ -1,0 +1,169 @@
+"""What the CLI prints: run summaries, status tallies and the live progress bar. Every
+line goes through ``printable``: cells, names and CAMS messages are untrusted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from campaigner.statuses import Status
+from campaigner.terminal import printable
+
+if TYPE_CHECKING:
+    from campaigner.options import SendProgress, SendResult
+    from campaigner.preview import PreviewResult
+    from campaigner.report import Tally
+
+__all__ = (
+    "ProgressDisplay",
+    "duration",
+    "echo",
+    "print_preview",
+    "print_send",
+    "print_tally",
+    "report_line",
+)
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Print a line that may carry untrusted text: cells, column and file names, CAMS
+    messages. Control, escape and bidi characters are shown escaped, never interpreted."""
+    click.echo(printable(text), err=err)
+
+
+def _number(value: int) -> str:
+    return f"{value:,}"
+
+
+def report_line(run_dir: Path) -> str:
+    from campaigner.report import report_paths
+
+    return "Report: " + ", ".join(str(p) for p in report_paths(run_dir))
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _label(status: Status) -> str:
+    return status.value.replace("_", " ")
+
+
+def print_tally(tally: Tally, *, head: Status) -> None:
+    """Rows read, the ``head`` status first, then every other status that occurred."""
+    echo(f"  {'rows read':<14}{_number(tally.rows):>12}")
+    echo(f"  {_label(head):<14}{_number(tally.count(head)):>12}")
+    for status in Status:
+        count = tally.count(status)
+        if status is head or not count:
+            continue
+        echo(f"  {_label(status):<14}{_number(count):>12}")
+        if status in (Status.INVALID, Status.FAILED):
+            reasons = [r for r in tally.as_dict()["invalid_reasons"] if r["status"] == status]
+            for entry in reasons[:10]:
+                rows = ", ".join(str(r) for r in entry["first_rows"])
+                more = ", …" if entry["count"] > len(entry["first_rows"]) else ""
+                echo(f"      {entry['count']:>6} × {entry['reason']} (rows {rows}{more})")
+
+
+def print_preview(result: PreviewResult) -> None:
+    echo(f"Preview of {result.input_path}")
+    print_tally(result.tally, head=Status.WOULD_SEND)
+    ambiguous = result.ambiguous_summary()
+    if ambiguous["rows"]:
+        region = result.ambiguous.region if result.ambiguous else None
+        choices = ", ".join(
+            f'"{c}"{" (this campaign)" if c == ambiguous["choice"] else ""} {n:,}'
+            for c, n in ambiguous["would_send"].items()
+        )
+        echo(
+            f"  {ambiguous['rows']:,} ambiguous numbers (valid as {region} numbers and with a "
+            f"country code): rows sent with [send] ambiguous = {choices}"
+        )
+    echo(f"  estimated send time at {result.qps}/s: {duration(result.estimated_send_seconds)}")
+    if result.examples:
+        echo("First rendered calls (recipient masked):")
+        for query in result.examples:
+            echo("  " + json.dumps(query, ensure_ascii=False))
+    echo(report_line(result.run_dir))
+    rate = result.tally.rows / max(result.seconds, 1e-9)
+    echo(f"Done in {result.seconds:.2f} s ({rate:,.0f} rows/s)")
+
+
+class ProgressDisplay:
+    """A live bar on a terminal; a log line every few seconds otherwise (cron)."""
+
+    def __init__(self, live: bool) -> None:
+        self._live = live
+        self._bar: Any = None
+        self._task: Any = None
+        self._last_log = 0.0
+        self._t0: float | None = None
+        self._log = logging.getLogger("campaigner.progress")
+
+    def __call__(self, stats: SendProgress) -> None:
+        total = stats.total
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        elapsed = now - self._t0
+        rate = stats.done / elapsed if elapsed > 0 else 0.0
+        remaining = max(total - stats.done, 0)
+        eta = duration(remaining / rate) if rate > 0 else "?"
+        text = (
+            f"sent {stats.sent:,} · failed {stats.failed:,} · unknown {stats.unknown:,} · "
+            f"remaining {remaining:,} · {rate:,.0f} msg/s · ETA {eta}"
+        )
+        outage = stats.outage
+        if outage:  # otherwise an unreachable endpoint looks like a silent hang
+            text = printable(f"{text} · {outage}")  # names a host and an OS error
+        if self._live:
+            if self._bar is None:
+                from rich.console import Console
+                from rich.progress import BarColumn, Progress, TextColumn
+
+                self._bar = Progress(
+                    TextColumn("[bold]sending"),
+                    BarColumn(),
+                    TextColumn("{task.description}", markup=False),  # "[...]" is text
+                    console=Console(stderr=True),  # stdout stays for the summary
+                    transient=False,
+                )
+                self._bar.start()
+                self._task = self._bar.add_task(text, total=max(total, 1))
+            self._bar.update(self._task, completed=stats.done, description=text)
+        elif now - self._last_log >= 5.0:
+            self._last_log = now
+            self._log.info(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def print_send(result: SendResult) -> None:
+    summary = result.summary
+    echo(f"Sent campaign {summary['name']} to {summary['endpoint']}")
+    print_tally(result.tally, head=Status.SENT)
+    rate = summary.get("achieved_rate")
+    echo(
+        f"  requests {summary['requests']:,} (retries {summary['retries']:,}, "
+        f"throttled {summary['throttled']:,})" + (f" · {rate:,.1f} msg/s" if rate else "")
+    )
+    if summary.get("by_code"):
+        codes = ", ".join(f"{k} {v:,}" for k, v in summary["by_code"].items())
+        echo(f"  answers by code: {codes}")
+    echo(report_line(result.run_dir))
+    echo(f"Done in {duration(result.seconds)}")

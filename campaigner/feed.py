@@ -1,0 +1,75 @@
+"""The feed into the send pool: input batches prepared off the event loop, journaled, and
+turned into jobs for the rows that still need sending."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import polars as pl
+
+from campaigner.columns import ERROR, ROW, STATUS, TO
+from campaigner.inputs import InputTable
+from campaigner.journal import Journal
+from campaigner.pool import Job, JournalWriter
+from campaigner.rows import Deduper, Plan
+from campaigner.statuses import FINAL_STATES, JournalState, Status
+
+__all__ = ("SEND_BATCH_ROWS", "feed")
+
+SEND_BATCH_ROWS = 5_000  # small batches keep the event loop responsive while rows are prepared
+# A prepared row's status → the state its journal row starts in.
+_JOURNAL_STATE = {
+    Status.WOULD_SEND: JournalState.PENDING,
+    Status.INVALID: JournalState.INVALID,
+    Status.DUPLICATE: JournalState.DUPLICATE,
+}
+
+
+async def feed(
+    plan: Plan, table: InputTable, writer: JournalWriter, journal: Journal
+) -> AsyncIterator[list[Job]]:
+    """Prepared rows, in input order, that still need sending; each batch journaled first
+    (a row's journal row exists before its request can start)."""
+    deduper = Deduper()
+    batches: Iterator[pl.DataFrame] = table.batches(SEND_BATCH_ROWS)
+
+    def prepare_next() -> pl.DataFrame | None:
+        batch = next(batches, None)
+        return None if batch is None else plan.prepare(batch, deduper)
+
+    while True:
+        prepared = await anyio.to_thread.run_sync(prepare_next)
+        if prepared is None:
+            return
+        records = [
+            (row, _JOURNAL_STATE[status], to, err)
+            for row, status, to, err in prepared.select(ROW, STATUS, TO, ERROR).iter_rows()
+        ]
+        states: dict[int, str] = {}
+
+        def record(
+            records: list[tuple[int, JournalState, str | None, str | None]] = records,
+            states: dict[int, str] = states,
+        ) -> None:
+            # In the writer's order: the batch's rows exist before any of their intents.
+            journal.add_rows(records)
+            states.update(journal.states_between(records[0][0], records[-1][0]))
+
+        await writer.run_call(record)
+        sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)
+
+        def build_jobs(
+            frame: pl.DataFrame = sendable, states: dict[int, str] = states
+        ) -> list[Job]:
+            jobs = []
+            for row in frame.iter_rows(named=True):
+                state = states.get(row[ROW])
+                if state in FINAL_STATES or state == JournalState.INTENT:
+                    continue
+                jobs.append(Job(row[ROW], plan.query(row)))
+            return jobs
+
+        jobs = await anyio.to_thread.run_sync(build_jobs)
+        if jobs:
+            yield jobs
