@@ -27,7 +27,7 @@ from campaigner.api import (  # noqa: E402
     report,
     send,
 )
-from campaigner.errors import CampaignerError  # noqa: E402, ConfirmationDeclined, RunStopped
+from campaigner.errors import CampaignerError, ConfirmationDeclined, RunStopped  # noqa: E402
 from campaigner.statuses import Status  # noqa: E402
 
 __all__ = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,26 @@ def test_a_declined_question_is_its_own_error(tmp_path: Path) -> None:
     with pytest.raises(ConfirmationDeclined):  # nobody to ask: declined
         api.send(options)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_the_readme_python_api_snippets_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every ```python block of the README's "Python API" section, as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert blocks
+    shutil.copytree(ROOT / "sample_data", tmp_path / "sample_data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")  # reconcile: nothing to look up
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert "not sent: 76 rows are invalid or duplicate" in out
+    assert "0 0 0" in out  # reconcile: no unknown rows in a finished sandbox run
+
+
+def test_everything_the_package_lists_exists() -> None:
+    assert all(hasattr(campaigner, name) for name in campaigner.__all__)
