@@ -1,7 +1,5 @@
-"""Test-only helpers for the crash tests: waiting on a `campaigner send` child's run folder.
-
-The process harness (Sandbox, campaigner, run) and the crash campaign's check live in
-campaigner.sim.harness and campaigner.sim.crashcheck, shared with bench/crash.py.
+"""Test-only helpers for the crash tests: waiting on a `campaigner send` child's run folder
+(the process harness and the crash check are campaigner.sim.harness and .crashcheck).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The simulated CAMS gateway's decisions: a received request in, an answer as plain values out.
-
-A server calls ``Simulator.receive`` on arrival and, for a ``Pending`` result, ``answer`` once
-its latency has passed; the pipeline and its error codes are in docs/simulator.md#pipeline.
-"""
+"""The simulated CAMS gateway's decisions: a received request in, an answer as plain values out
+(``receive`` on arrival; ``answer`` for a ``Pending`` once its latency has passed). The pipeline
+and its error codes: docs/simulator.md#pipeline."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Accepted sends: what the recipients "really received", and the JSON-lines log that keeps them.
-
-The log is written and flushed before the answer goes out, so crash tests can compare a
-client's report with it (docs/simulator.md#the-accepted-log).
+"""Accepted sends: what the recipients "really received", and the JSON-lines log that keeps them,
+written and flushed before each answer (docs/simulator.md#the-accepted-log).
 """
 
 from __future__ import annotations
