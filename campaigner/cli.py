@@ -13,10 +13,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -28,121 +25,27 @@ from campaigner.display import (
     print_send,
     print_tally,
 )
-from campaigner.errors import CampaignerError, meaningful_leaf, storage_problem
+from campaigner.errors import CampaignerError, meaningful_leaf
+from campaigner.exits import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    Stage,
+    explain,
+    fail,
+    handle_errors,
+    terminate,
+)
 from campaigner.limits import MAX_QPS
 from campaigner.runs import private_umask
 from campaigner.statuses import Status
 from campaigner.terminal import printable
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = ("cli", "main")
-
-EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
-EXIT_BROKEN_PIPE = 141
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _say(message: str) -> None:
     """A message from the library (a warning, a notice): on stderr, stdout is the result's."""
     echo(message, err=True)
-
-
-def _fail(
-    message: str,
-    code: int = EXIT_ABORTED,
-    *,
-    as_json: bool = False,
-    details: Mapping[str, Any] | None = None,
-) -> NoReturn:
-    """One line on stderr; with ``--json`` also one JSON object on stdout; then exit."""
-    echo(f"error: {message}", err=True)
-    if as_json:
-        obj = {**(details or {}), "error": message, "exit_code": code}
-        click.echo(json.dumps(obj, default=str))
-    sys.exit(code)
-
-
-class _Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM while no graceful stop is set up (the send pool and the report
-    rebuild have their own). A KeyboardInterrupt, so that whatever lets Ctrl-C through
-    (anyio, asyncio, ``except Exception``) lets SIGTERM through too."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Interrupted(signum)
-
-
-class _Stage:
-    """What an interrupt outside the send means for the user; the send command updates it."""
-
-    after_stop = "nothing was sent"
-
-
-def _explain(exc: BaseException, where: object = None) -> tuple[str, int, dict[str, Any]]:
-    """The one place that turns an exception into (message, exit code, JSON details).
-
-    ``where`` is the folder the command writes to, named when the OS does not say which
-    file failed (polars' writers do not)."""
-    if isinstance(exc, CampaignerError):
-        return str(exc), exc.exit_code, exc.details
-    if isinstance(exc, click.exceptions.Abort):  # a question answered with Ctrl-C or Ctrl-D
-        interrupt = exc.__context__
-        if isinstance(interrupt, KeyboardInterrupt):
-            return _explain(interrupt, where)
-        return f"no answer to the question; {_Stage.after_stop}", EXIT_ABORTED, {}
-    if isinstance(exc, KeyboardInterrupt):
-        signum = getattr(exc, "signum", signal.SIGINT)
-        name = signal.Signals(signum).name
-        return f"stopped by {name}; {_Stage.after_stop}", 128 + signum, {}
-    problem = storage_problem(exc)
-    if problem is not None:
-        message = (
-            f"{problem.describe(where)}; {_Stage.after_stop}; {problem.remedy}, then try again"
-        )
-        return message, EXIT_ABORTED, {}
-    # A bug: say so plainly, keep the traceback for -v / logs.
-    logging.getLogger("campaigner").debug("unexpected error", exc_info=exc)
-    return (
-        f"unexpected internal error ({type(exc).__name__}: {exc}); nothing was lost: "
-        "the report and journal in the run folder are intact. Please report this bug.",
-        EXIT_ABORTED,
-        {},
-    )
-
-
-def handle_errors(func: F) -> F:
-    """Map every exception to one message and an exit code, once: never a traceback.
-
-    Exception groups from anyio task groups are unwrapped to the leaf that explains them.
-    With ``--json``, stdout gets one JSON object: the error, the exit code and whatever
-    the error knows about the run (run_dir, counts).
-    """
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        as_json = bool(kwargs.get("as_json"))
-        try:
-            return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
-            raise
-        except BaseException as exc:
-            leaf = meaningful_leaf(exc)
-            if isinstance(leaf, click.exceptions.Exit | click.ClickException | SystemExit):
-                raise leaf from None
-            if isinstance(leaf, BrokenPipeError):
-                # The reader went away (`| head`): the run itself is complete, so exit quietly.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                sys.exit(EXIT_BROKEN_PIPE)
-            message, code, details = _explain(leaf, kwargs.get("out") or kwargs.get("run_dir"))
-            _fail(message, code, as_json=as_json, details=details)
-
-    return wrapper  # type: ignore[return-value]
 
 
 class _PrintableFormatter(logging.Formatter):
@@ -168,9 +71,9 @@ def cli() -> None:
     """Send chat-app campaigns (WhatsApp, Messenger, Instagram, Viber) from a spreadsheet
     through Alibaba Cloud Chat App Message Service."""
     private_umask()
-    _Stage.after_stop = "nothing was sent"  # per command (CliRunner runs many in one process)
+    Stage.after_stop = "nothing was sent"  # per command (CliRunner runs many in one process)
     for signum in (signal.SIGINT, signal.SIGTERM):  # a clean exit, not a silent kill
-        signal.signal(signum, _terminate)
+        signal.signal(signum, terminate)
 
 
 campaign_arg = click.argument("campaign_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -318,7 +221,7 @@ def send(
         result = api.send(options, progress, confirm=_confirm, say=_say)
     finally:
         progress.close()
-    _Stage.after_stop = f"the run had finished: {result.run_dir / 'report.csv'}"
+    Stage.after_stop = f"the run had finished: {result.run_dir / 'report.csv'}"
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary}))
     else:
@@ -553,5 +456,5 @@ def main(args: list[str] | None = None) -> None:
             click.echo(json.dumps({"error": exc.format_message(), "exit_code": exc.exit_code}))
         sys.exit(exc.exit_code)
     except click.exceptions.Abort as exc:  # Ctrl-C while click itself was reading arguments
-        _fail(*_explain(exc)[:2], as_json="--json" in argv)
+        fail(*explain(exc)[:2], as_json="--json" in argv)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
