@@ -37,13 +37,13 @@ import anyio
 import httpx
 from yarl import URL
 
-from campaigner.client import CamsClient, ReplyCallback, check_endpoint
 from campaigner.journal import Journal
-from campaigner.pacing import max_in_window
-from campaigner.pool import Job, JournalWriter, SendPool
+from campaigner.send.client import CamsClient, ReplyCallback, check_endpoint
+from campaigner.send.pacing import max_in_window
+from campaigner.send.pool import Job, JournalWriter, SendPool
+from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials, format_date, sign_request
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
-from campaigner.transport import Http11Transport
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"

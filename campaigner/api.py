@@ -28,7 +28,7 @@ from campaigner.preview import PreviewResult, run_preview
 from campaigner.signing import Credentials
 
 if TYPE_CHECKING:
-    from campaigner.pool import PoolStats
+    from campaigner.send.pool import PoolStats
 
 __all__ = (
     "Confirm",
@@ -133,11 +133,11 @@ def reconcile(options: ReconcileOptions, *, say: Say = _quiet) -> ReconcileResul
     Holds the run's lock throughout: no send of that run can be going on."""
     import anyio
 
-    from campaigner.client import CamsClient
     from campaigner.journal import RunLock
     from campaigner.reconcile import ReconcileCounts, reconcile_rows
     from campaigner.report import rebuild_report
     from campaigner.runs import open_run
+    from campaigner.send.client import CamsClient
     from campaigner.sending import tidy_run_folder
 
     credentials = options.credentials or Credentials.from_env(os.environ)

@@ -102,7 +102,7 @@ format_opt = click.option(
 
 def _check_endpoint(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A malformed --endpoint is a usage error, caught before anything is read."""
-    from campaigner.client import check_endpoint
+    from campaigner.send.client import check_endpoint
 
     try:
         check_endpoint(value)

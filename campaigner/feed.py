@@ -11,8 +11,8 @@ import polars as pl
 from campaigner.columns import ERROR, ROW, STATUS, TO
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal
-from campaigner.pool import Job, JournalWriter
 from campaigner.rows import Deduper, Plan
+from campaigner.send.pool import Job, JournalWriter
 from campaigner.statuses import FINAL_STATES, JournalState, Status
 
 __all__ = ("SEND_BATCH_ROWS", "feed")

@@ -12,8 +12,8 @@ from campaigner.signing import Credentials
 from campaigner.statuses import Status
 
 if TYPE_CHECKING:  # types only: the send stack loads when a send runs
-    from campaigner.pool import PoolStats
     from campaigner.report.tally import Tally
+    from campaigner.send.pool import PoolStats
 
 __all__ = (
     "PreviewOptions",

@@ -20,11 +20,11 @@ import anyio
 import polars as pl
 
 from campaigner.cams import LIST_ACTION
-from campaigner.client import CamsClient
 from campaigner.columns import ROW, STATUS
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal, Outcome
 from campaigner.rows import Deduper, Plan
+from campaigner.send.client import CamsClient
 from campaigner.statuses import JournalState, Status
 
 __all__ = ("ReconcileCounts", "reconcile_rows")

@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 
-from campaigner.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
 from campaigner.config import Campaign
 from campaigner.errors import (
     AccountError,
@@ -40,8 +39,6 @@ from campaigner.inputs import InputTable
 from campaigner.journal import Journal, RunLock
 from campaigner.limits import MAX_QPS
 from campaigner.options import SendOptions, SendResult
-from campaigner.pacing import PacerSettings
-from campaigner.pool import JournalWriter, PoolStats, SendPool
 from campaigner.report import (
     ReportLayout,
     Tally,
@@ -61,6 +58,9 @@ from campaigner.runs import (
     recorded_input,
     resume_changes,
 )
+from campaigner.send.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
+from campaigner.send.pacing import PacerSettings
+from campaigner.send.pool import JournalWriter, PoolStats, SendPool
 from campaigner.signing import Credentials
 from campaigner.statuses import JournalState, Status
 from campaigner.stopping import StopSignals, watch_signals

@@ -9,7 +9,7 @@ from contextlib import suppress
 
 import anyio
 
-from campaigner.pool import SendPool
+from campaigner.send.pool import SendPool
 
 __all__ = ("StopSignals", "watch_signals")
 

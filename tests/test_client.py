@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from campaigner.cams import Reply, ReplyKind
-from campaigner.client import CamsClient, check_endpoint
 from campaigner.errors import ConfigError
+from campaigner.send.client import CamsClient, check_endpoint
 from campaigner.signing import Credentials
 from campaigner.sim.gateway import Simulator
 from campaigner.sim.server import serve

@@ -8,7 +8,7 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigner.pacing import Pacer, PacerSettings
+from campaigner.send.pacing import Pacer, PacerSettings
 
 
 def drive(pacer: Pacer, duration: float, lateness: list[float] | None = None) -> list[float]:

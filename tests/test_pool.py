@@ -11,15 +11,15 @@ import anyio
 import httpx
 import pytest
 
-from campaigner.client import CamsClient
 from campaigner.journal import Journal
-from campaigner.pacing import PacerSettings
-from campaigner.pool import Job, JournalWriter, SendPool
+from campaigner.send.client import CamsClient
+from campaigner.send.pacing import PacerSettings
+from campaigner.send.pool import Job, JournalWriter, SendPool
+from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials
 from campaigner.sim.faults import FaultPlan, SimulatorConfig
 from campaigner.sim.gateway import Simulator
 from campaigner.sim.server import serve
-from campaigner.transport import Http11Transport
 
 pytestmark = pytest.mark.anyio
 CREDS = Credentials("testAccessKeyId", "testAccessKeySecret")

@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 
 from campaigner.cams import SEND_ACTION
-from campaigner.client import CamsClient
 from campaigner.columns import ROW, STATUS, TO
 from campaigner.config import parse_campaign
 from campaigner.inputs import open_input
 from campaigner.journal import Journal
 from campaigner.reconcile import reconcile_rows
 from campaigner.rows import Deduper, Plan
+from campaigner.send.client import CamsClient
 from campaigner.signing import Credentials
 from campaigner.sim.faults import SimulatorConfig
 from campaigner.sim.gateway import Simulator

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from campaigner.transport import Http11Transport
+from campaigner.send.transport import Http11Transport
 
 pytestmark = pytest.mark.anyio
 

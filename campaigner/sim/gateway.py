@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from campaigner import signing
 from campaigner.cams import API_VERSION, LIST_ACTION, SEND_ACTION
-from campaigner.pacing import max_in_window
+from campaigner.send.pacing import max_in_window
 from campaigner.sim.auth import THROTTLED, Caller, Gatekeeper
 from campaigner.sim.exchange import (
     MESSAGE_500,

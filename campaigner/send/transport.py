@@ -8,6 +8,9 @@ holds it at ~0.8 ms of CPU per request, and this engine at about a fifth of that
 (bench/send.py prints the whole-process figure). It does only what that needs:
 HTTP/1.1 with keep-alive, Content-Length, chunked and read-until-close bodies, TLS via an
 ``ssl.SSLContext``, connect and read timeouts. No proxies, redirects, cookies, HTTP/2.
+Responses are parsed by ``campaigner.send.http11`` (I/O-free); this module owns the
+sockets. It stays on asyncio, not anyio: an ``asyncio.Protocol`` is the callback API that
+lets a response complete without a task per request, and its timers and waits go with it.
 
 Besides ``handle_async_request`` it offers a two-step fast path for the send pool:
 ``await ready(url)`` makes sure an idle connection is open (connecting if needed), then
@@ -33,12 +36,11 @@ import time
 
 import httpx
 
+from campaigner.send.http11 import ProtocolError, Response, ResponseParser
+
 __all__ = ("Http11Transport",)
 
 _Origin = tuple[str, str, int]  # scheme, host, port
-_MAX_HEAD = 64 * 1024
-_MAX_BODY = 16 * 1024 * 1024
-_NO_BODY_STATUS = frozenset({204, 304})
 
 
 def _origin(url: httpx.URL) -> _Origin:
@@ -71,19 +73,12 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request at a time (no pipelining)."""
 
     __slots__ = (
-        "_body",
-        "_buf",
-        "_chunk_left",
-        "_chunked",
         "_closed",
-        "_headers",
-        "_keep_alive",
-        "_length",
         "_loop",
+        "_parser",
         "_pool",
         "_read_timeout",
         "_request",
-        "_status",
         "_timer",
         "_waiter",
         "idle_since",
@@ -102,17 +97,7 @@ class _Connection(asyncio.Protocol):
         self._request: httpx.Request | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._read_timeout = 15.0
-        self._reset_parser()
-
-    def _reset_parser(self) -> None:
-        self._buf = bytearray()
-        self._status = 0
-        self._headers: list[tuple[bytes, bytes]] | None = None
-        self._length: int | None = None  # Content-Length; None: chunked or until close
-        self._chunked = False
-        self._chunk_left = -1  # -1: expecting a chunk-size line
-        self._body = bytearray()
-        self._keep_alive = True
+        self._parser = ResponseParser()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,27 +109,25 @@ class _Connection(asyncio.Protocol):
             # Bytes nobody asked for: the connection is out of step; drop it.
             self.close()
             return
-        self._buf += data
         try:
-            done = self._parse()
-        except _ProtocolError as exc:
+            response = self._parser.feed(data)
+        except ProtocolError as exc:
             self._fail(httpx.RemoteProtocolError(str(exc), request=self._request))
             return
-        if done:
-            self._complete()
+        if response is not None:
+            self._complete(response)
         elif self._timer is not None:
             self._timer.cancel()
             self._timer = self._loop.call_later(self._read_timeout, self._timed_out)
 
     def _until_close_done(self) -> bool:
         """The server closed: that ends a body that had neither length nor chunks."""
-        if self._waiter is None or self._headers is None or self._length is not None:
+        if self._waiter is None:
             return False
-        if self._chunked:
+        response = self._parser.feed_eof()
+        if response is None:
             return False
-        self._keep_alive = False
-        self._body = self._buf
-        self._complete()
+        self._complete(response)
         return True
 
     def eof_received(self) -> bool | None:
@@ -178,121 +161,27 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self._waiter is None
         waiter: asyncio.Future[httpx.Response] = self._loop.create_future()
         self._waiter, self._request, self._read_timeout = waiter, request, read_timeout
+        self._parser.reset(head_request=request.method == "HEAD")
         self._timer = self._loop.call_later(read_timeout, self._timed_out)
         self.transport.write(data)
         return waiter
 
-    def _parse(self) -> bool:
-        """Consume buffered bytes; True once the whole response is in."""
-        buf = self._buf
-        if self._headers is None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise _ProtocolError("response head too large")
-                return False
-            head = bytes(buf[:end]).split(b"\r\n")
-            del buf[: end + 4]
-            status_line = head[0].split(b" ", 2)
-            if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
-                raise _ProtocolError(f"bad status line {head[0][:80]!r}")
-            try:
-                status = int(status_line[1])
-            except ValueError:
-                raise _ProtocolError(f"bad status line {head[0][:80]!r}") from None
-            headers = []
-            for line in head[1:]:
-                name, sep, value = line.partition(b":")
-                if not sep:
-                    raise _ProtocolError("bad header line")
-                headers.append((name.strip(), value.strip()))
-            if 100 <= status < 200:  # interim answer (100 Continue): the real one follows
-                return self._parse() if buf else False
-            self._status, self._headers = status, headers
-            self._keep_alive = status_line[0] != b"HTTP/1.0"
-            for name, value in headers:
-                lname = name.lower()
-                if lname == b"content-length":
-                    try:
-                        self._length = int(value)
-                    except ValueError:
-                        raise _ProtocolError("bad Content-Length") from None
-                elif lname == b"transfer-encoding":
-                    self._chunked = b"chunked" in value.lower()
-                elif lname == b"connection":
-                    v = value.lower()
-                    if b"close" in v:
-                        self._keep_alive = False
-                    elif b"keep-alive" in v:
-                        self._keep_alive = True
-            if self._chunked:
-                self._length = None
-            assert self._request is not None
-            if status in _NO_BODY_STATUS or self._request.method == "HEAD":
-                self._length = 0
-            elif self._length is None and not self._chunked:
-                self._keep_alive = False  # read until the server closes
-        if self._chunked:
-            return self._parse_chunks()
-        if self._length is None:
-            if len(buf) > _MAX_BODY:
-                raise _ProtocolError("response body too large")
-            return False
-        if len(buf) >= self._length:
-            if len(buf) > self._length:
-                self._keep_alive = False  # trailing bytes: do not reuse
-            self._body = buf[: self._length]
-            return True
-        return False
-
-    def _parse_chunks(self) -> bool:
-        buf = self._buf
-        while True:
-            if self._chunk_left < 0:
-                eol = buf.find(b"\r\n")
-                if eol < 0:
-                    return False
-                size_text = bytes(buf[:eol]).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise _ProtocolError("bad chunk size") from None
-                del buf[: eol + 2]
-                if size == 0:
-                    end = buf.find(b"\r\n\r\n") if buf[:2] != b"\r\n" else -2
-                    if end == -2:
-                        del buf[:2]
-                        return True
-                    if end < 0:
-                        return False
-                    del buf[: end + 4]  # trailers, ignored
-                    return True
-                self._chunk_left = size
-            if len(buf) < self._chunk_left + 2:
-                return False
-            self._body += buf[: self._chunk_left]
-            if len(self._body) > _MAX_BODY:
-                raise _ProtocolError("response body too large")
-            del buf[: self._chunk_left + 2]
-            self._chunk_left = -1
-
-    def _complete(self) -> None:
+    def _complete(self, parsed: Response) -> None:
         waiter, request = self._waiter, self._request
-        assert waiter is not None and request is not None and self._headers is not None
+        assert waiter is not None and request is not None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        headers = [(k, v) for k, v in self._headers if k.lower() != b"transfer-encoding"]
+        headers = [(k, v) for k, v in parsed.headers if k.lower() != b"transfer-encoding"]
         response = httpx.Response(
-            self._status,
+            parsed.status,
             headers=headers,
-            content=bytes(self._body),
+            content=parsed.body,
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
-        keep = self._keep_alive
+        keep = parsed.keep_alive
         self._waiter = self._request = None
-        self._reset_parser()
         if keep and self.usable:
             self._pool._release(self)
         else:
@@ -319,10 +208,6 @@ class _Connection(asyncio.Protocol):
             self.transport.abort() if self._waiter is not None else self.transport.close()
         self._closed = True
         self._pool._forget(self)
-
-
-class _ProtocolError(Exception):
-    pass
 
 
 def _why(exc: OSError) -> str:

@@ -22,8 +22,8 @@ import httpx
 from campaigner.cams import DEFAULT_ENDPOINT, SEND_ACTION, Reply, ReplyKind, classify_reply
 from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
+from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials, format_date, sign_request
-from campaigner.transport import Http11Transport
 
 __all__ = ("DEFAULT_ENDPOINT", "CamsClient", "check_endpoint")
 
@@ -33,7 +33,7 @@ ReplyCallback = Callable[[Reply], None]
 
 
 class FastTransport(Protocol):
-    """The optional two-step path of ``Http11Transport`` (see campaigner.transport)."""
+    """The optional two-step path of ``Http11Transport`` (see campaigner.send.transport)."""
 
     async def warm(self, url: httpx.URL, count: int) -> None: ...
     async def ready(self, url: httpx.URL) -> None: ...

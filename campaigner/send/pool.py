@@ -30,10 +30,10 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from campaigner.cams import Reply, ReplyKind
-from campaigner.client import CamsClient
 from campaigner.crashpoints import crash_point
 from campaigner.journal import Journal, Outcome
-from campaigner.pacing import Pacer, PacerSettings
+from campaigner.send.client import CamsClient
+from campaigner.send.pacing import Pacer, PacerSettings
 from campaigner.statuses import JournalState
 
 __all__ = ("Job", "JournalWriter", "PoolStats", "SendPool")
