@@ -23,12 +23,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from campaigner.limits import MAX_QPS
+
 __all__ = ("Pacer", "PacerSettings", "max_in_window")
 
 
 @dataclass(frozen=True, slots=True)
 class PacerSettings:
-    limit: int = 250  # starts allowed in any window (the account's QPS)
+    limit: int = MAX_QPS  # starts allowed in any window (the account's QPS)
     rate_factor: float = 0.996  # spacing rate = limit * factor
     window: float = 1.007  # guard window, seconds
     tolerance_intervals: float = 3.0  # catch-up allowed after a late wake-up (12 ms at 250/s)
