@@ -42,7 +42,7 @@ from campaigner.send.client import CamsClient, ReplyCallback, check_endpoint
 from campaigner.send.pacing import max_in_window
 from campaigner.send.pool import Job, JournalWriter, SendPool
 from campaigner.send.transport import Http11Transport
-from campaigner.signing import Credentials, format_date, sign_request
+from campaigner.signing import Credentials, SignedRequest, format_date, sign_request
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,7 +261,7 @@ async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[
     starts: list[float] = []
     start = client.start
 
-    def recording_start(request: httpx.Request, on_reply: ReplyCallback) -> None:
+    def recording_start(request: SignedRequest, on_reply: ReplyCallback) -> None:
         starts.append(time.monotonic())
         start(request, on_reply)
 
@@ -277,7 +277,7 @@ async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu, wall = usage.ru_utime + usage.ru_stime - cpu0, time.perf_counter() - t0
     await client.aclose()
-    st = pool.stats
+    st = pool.statistics()
     span = (st.last_start or 0.0) - (st.first_start or 0.0)
     return {
         "sent": st.sent,

@@ -117,7 +117,7 @@ def rebuild_run_report(run_dir: Path, xlsx: bool | None = None) -> Tally:
 
 async def _report_progress(pool: SendPool, total: int, sink: ProgressSink) -> None:
     while True:
-        sink(pool.stats, total)
+        sink(pool.statistics(), total)
         await anyio.sleep(_PROGRESS_EVERY_S)
 
 
@@ -234,7 +234,7 @@ async def run_send(
         journal.set_meta({"finished": "yes" if not pool.stopping else "no"})
         final = rebuild_report(run_dir, plan, table, journal)  # in the run's formats
         seconds = time.perf_counter() - started
-        stats = pool.stats
+        stats = pool.statistics()
         send_span = (
             (stats.last_start - stats.first_start)
             if stats.first_start is not None and stats.last_start is not None
@@ -408,5 +408,5 @@ async def _send_rows(
         if abort.cancelled_caught:
             with anyio.CancelScope(shield=True):
                 await writer.flush()
-        progress(pool.stats, total)
+        progress(pool.statistics(), total)
         return pool

@@ -77,7 +77,7 @@ async def watch_signals(
                     pool.stop(name)
                 else:
                     say("aborting now: messages in flight become 'unknown'")
-                    pool.stop_reason = "aborted"
+                    pool.abort()
                     abort.cancel()
                     return
     finally:

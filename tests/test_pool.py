@@ -77,7 +77,7 @@ async def test_rate_cap_and_no_burst(tmp_path: Path) -> None:
     journal = journal_with(tmp_path / "j.sqlite", 60)
     async with serve(simulator) as url:
         pool = await run_pool(url, journal, 60, limit=40)
-    assert pool.stats.sent == 60 and pool.stats.throttled == 0
+    assert pool.statistics().sent == 60 and pool.statistics().throttled == 0
     assert simulator.max_in_window() <= 40
     first = simulator.arrivals[0]
     assert sum(1 for t in simulator.arrivals if t - first < 0.25) <= 12  # 0.25 s at 40/s
@@ -95,9 +95,9 @@ async def test_refused_answers_are_retried_ambiguous_ones_are_not(tmp_path: Path
     received = {r: simulator.received_count(to(r)) for r in range(30)}
     assert all(n <= 1 for n in received.values())  # never sent twice
     unknown = [r for r, s in states.items() if s == "unknown"]
-    assert unknown and pool.stats.unknown == len(unknown)  # reset after acceptance
+    assert unknown and pool.statistics().unknown == len(unknown)  # reset after acceptance
     assert all(received[r] == 1 for r in unknown)
-    assert pool.stats.retries >= 1  # the 503s went again and got through
+    assert pool.statistics().retries >= 1  # the 503s went again and got through
     assert all(states[r] == "sent" for r in range(30) if r not in unknown)
     journal.close()
 
@@ -107,7 +107,7 @@ async def test_unreachable_server_is_retry_not_unknown(tmp_path: Path) -> None:
     pool = await run_pool(
         "http://127.0.0.1:9", journal, 3, max_attempts=2, outage_limit_s=0.5
     )  # nothing listens on the discard port
-    assert pool.stats.unknown == 0 and pool.stats.sent == 0
+    assert pool.statistics().unknown == 0 and pool.statistics().sent == 0
     assert pool.stop_reason is not None and "unreachable" in pool.stop_reason
     assert set(journal.states().values()) == {"pending"}  # provably not sent: resendable
     journal.close()
@@ -126,7 +126,7 @@ async def test_stop_lets_in_flight_finish_and_sends_nothing_new(tmp_path: Path) 
     states = journal.states()
     assert pool.stop_reason == "test"
     assert 5 <= arrived < 200
-    assert pool.stats.in_flight == 0
+    assert pool.statistics().in_flight == 0
     assert sum(1 for s in states.values() if s == "sent") == len(simulator.accepted) == arrived
     assert "intent" not in states.values()  # every started request was answered
     journal.close()
@@ -170,7 +170,7 @@ async def test_an_outage_is_described_and_bounded(tmp_path: Path) -> None:
 
         async def watch() -> None:
             while True:
-                if (text := pool.stats.outage()) is not None:
+                if (text := pool.statistics().outage()) is not None:
                     seen.append(text)
                 await anyio.sleep(0.05)
 
@@ -183,8 +183,8 @@ async def test_an_outage_is_described_and_bounded(tmp_path: Path) -> None:
     assert seen and seen[-1].startswith(f"cannot connect to {host}: connection refused; ")
     assert "s so far (giving up after 1.5 s)" in seen[-1]
     assert pool.outage_error is not None and "gave up after 1.5 s" in pool.outage_error
-    assert pool.stats.outage() is None  # the run is over: nothing is retrying any more
-    assert pool.stats.sent == pool.stats.unknown == 0
+    assert pool.statistics().outage() is None  # the run is over: nothing is retrying any more
+    assert pool.statistics().sent == pool.statistics().unknown == 0
     assert set(journal.states().values()) == {"pending"}  # nothing left: resumable
     journal.close()
 
@@ -200,7 +200,7 @@ async def test_the_next_batch_is_made_ready_while_the_current_one_is_sent(
 
     async def slow_feed() -> AsyncIterator[list[Job]]:
         for lo in range(0, 300, 100):
-            started_when_asked.append(pool_box[0].stats.started)
+            started_when_asked.append(pool_box[0].statistics().started)
             await anyio.sleep(0.2)  # preparing the batch
             yield [Job(r, query(r)) for r in range(lo, lo + 100)]
 
@@ -209,7 +209,7 @@ async def test_the_next_batch_is_made_ready_while_the_current_one_is_sent(
             pool = SendPool(client, JournalWriter(journal), pacer_settings=PacerSettings(limit=100))
             pool_box.append(pool)
             await pool.run(slow_feed())
-    assert pool.stats.sent == 300
+    assert pool.statistics().sent == 300
     # Batch 2 was asked for as soon as batch 1 was taken, long before its 100 rows (1 s at
     # 100/s) had left; batch 3 likewise while batch 2 was being sent.
     assert started_when_asked[1] < 50 and started_when_asked[2] < 150, started_when_asked
@@ -243,6 +243,6 @@ async def test_a_stop_does_not_wait_for_connect_attempts(tmp_path: Path, blackho
                 tg.start_soon(pool.run, feed(20))
                 await anyio.sleep(0.5)
                 pool.stop("test")
-    assert pool.stats.started == 0
+    assert pool.statistics().started == 0
     assert set(journal.states().values()) == {"pending"}
     journal.close()

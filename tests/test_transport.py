@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from campaigner.send.http11 import request_bytes
 from campaigner.send.transport import Http11Transport
 
 pytestmark = pytest.mark.anyio
@@ -128,7 +129,9 @@ async def test_ready_then_start_writes_synchronously() -> None:
         transport = Http11Transport(spare=2)
         await transport.ready(httpx.URL(url))
         assert transport.idle_count(httpx.URL(url)) >= 1
-        future = transport.start(httpx.Request("POST", f"{url}/?x=1"))
+        host = httpx.URL(url).netloc
+        data = request_bytes(b"POST", b"/?x=1", [(b"Host", host), (b"Content-Length", b"0")])
+        future = transport.start(httpx.URL(url), data)
         assert future is not None
         response = await future
         assert response.status_code == 200

@@ -22,12 +22,14 @@ import httpx
 from campaigner.cams import DEFAULT_ENDPOINT, SEND_ACTION, Reply, ReplyKind, classify_reply
 from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
+from campaigner.send.http11 import request_bytes
 from campaigner.send.transport import Http11Transport
-from campaigner.signing import Credentials, format_date, sign_request
+from campaigner.signing import Credentials, SignedRequest, format_date, sign_request
 
 __all__ = ("DEFAULT_ENDPOINT", "CamsClient", "check_endpoint")
 
 _USER_AGENT = "campaigner/0.1 (+httpx)"
+_EMPTY_BODY = (b"Content-Length", b"0")  # first, as httpx puts it (as_bytes == as_httpx)
 
 ReplyCallback = Callable[[Reply], None]
 
@@ -38,7 +40,9 @@ class FastTransport(Protocol):
     async def warm(self, url: httpx.URL, count: int) -> None: ...
     async def ready(self, url: httpx.URL) -> None: ...
 
-    def start(self, request: httpx.Request) -> asyncio.Future[httpx.Response] | None: ...
+    def start(
+        self, url: httpx.URL, data: bytes, read_timeout_s: float | None = None
+    ) -> asyncio.Future[httpx.Response] | None: ...
 
 
 def _is_loopback(host: str) -> bool:
@@ -117,26 +121,14 @@ class CamsClient:
         )
         fast = self._transport
         self._fast = cast(FastTransport, fast) if isinstance(fast, Http11Transport) else None
+        self._read_timeout_s = timeout_s
         self._timeout = httpx.Timeout(timeout_s, connect=5.0).as_dict()
         self._base_url = httpx.URL(f"{self._base}/")
         self._tasks: set[asyncio.Task[None]] = set()
-        # httpx.URL parses and re-validates a string (~50 µs for a signed query); the
-        # signed query is already canonical (only unreserved characters and %XX), so the
-        # parsed base is reused with the query swapped in. Checked once, else parsed.
-        probe = "a=b%20c&d=%E4%B8%AD"
-        self._fast_url = str(self._url_from(probe)) == str(httpx.URL(f"{self._base}/?{probe}"))
 
-    def _url_from(self, query: str) -> httpx.URL:
-        try:
-            url = httpx.URL.__new__(httpx.URL)
-            url._uri_reference = self._base_url._uri_reference._replace(query=query)
-        except AttributeError:  # a different httpx: parse
-            return httpx.URL(f"{self._base}/?{query}")
-        return url
-
-    def prepare(self, query: Mapping[str, str], action: str = SEND_ACTION) -> httpx.Request:
-        """A signed request, ready to go (the signature's date is now: send it soon)."""
-        signed = sign_request(
+    def prepare(self, query: Mapping[str, str], action: str = SEND_ACTION) -> SignedRequest:
+        """A signed call, ready to go (the signature's date is now: send it soon)."""
+        return sign_request(
             method="POST",
             host=self._host,
             query=query,
@@ -146,14 +138,21 @@ class CamsClient:
             action=action,
             user_agent=_USER_AGENT,
         )
-        url = (
-            self._url_from(signed.query)
-            if self._fast_url
-            else httpx.URL(f"{self._base}/?{signed.query}")
-        )
+
+    def as_httpx(self, signed: SignedRequest) -> httpx.Request:
+        """The call as an ``httpx.Request``, for any httpx transport (parses its URL)."""
+        url = httpx.URL(f"{self._base}/?{signed.query}")
         return httpx.Request(
             "POST", url, headers=signed.headers, extensions={"timeout": self._timeout}
         )
+
+    def as_bytes(self, signed: SignedRequest) -> bytes:
+        """The call as written on the wire: the same bytes as ``as_httpx`` gives, without
+        an ``httpx.URL`` (parsing and validating a signed query costs ~50 µs, and it is
+        canonical already: unreserved characters and %XX only)."""
+        headers = [_EMPTY_BODY]
+        headers += [(k.encode("ascii"), v.encode("ascii")) for k, v in signed.headers.items()]
+        return request_bytes(b"POST", b"/?" + signed.query.encode("ascii"), headers)
 
     async def _exchange(self, request: httpx.Request) -> httpx.Response:
         # Straight to the transport: AsyncClient's cookie, auth and redirect machinery costs
@@ -177,14 +176,17 @@ class CamsClient:
             return Reply(ReplyKind.RETRY, code="ConnectError", message=_brief(exc))
         return None
 
-    def start(self, request: httpx.Request, on_reply: ReplyCallback) -> None:
-        """Send ``request``; ``on_reply`` gets the classified answer (from the event loop).
+    def start(self, signed: SignedRequest, on_reply: ReplyCallback) -> None:
+        """Send ``signed``; ``on_reply`` gets the classified answer (from the event loop).
 
         With ``Http11Transport`` and an idle connection the bytes are written before this
         returns; otherwise the exchange runs in a task.
         """
-        future = self._fast.start(request) if self._fast is not None else None
+        fast, future = self._fast, None
+        if fast is not None:
+            future = fast.start(self._base_url, self.as_bytes(signed), self._read_timeout_s)
         if future is None:
+            request = self.as_httpx(signed)
             task = asyncio.get_running_loop().create_task(self._send_task(request, on_reply))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -209,14 +211,16 @@ class CamsClient:
     async def send(self, query: Mapping[str, str]) -> Reply:
         """One SendChatappMessage call, classified."""
         try:
-            response: httpx.Response | Exception = await self._exchange(self.prepare(query))
+            response: httpx.Response | Exception = await self._exchange(
+                self.as_httpx(self.prepare(query))
+            )
         except httpx.TransportError as exc:
             response = exc
         return _reply_for(response)
 
     async def call(self, action: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         """Any other CAMS action (e.g. ListChatappMessage): status and parsed JSON body."""
-        response = await self._exchange(self.prepare(query, action))
+        response = await self._exchange(self.as_httpx(self.prepare(query, action)))
         try:
             body = json.loads(response.content)
         except ValueError:

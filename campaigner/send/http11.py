@@ -1,20 +1,46 @@
-"""An I/O-free HTTP/1.1 response parser, in the style of h11's readers.
+"""HTTP/1.1 on the wire, I/O-free, in the style of h11: a request's bytes, a response parsed.
 
-Bytes in (``feed``, ``feed_eof``), a parsed ``Response`` out once it is whole; no
-sockets, no event loop. Content-Length, chunked and read-until-close bodies, interim
-1xx answers skipped, and whether the connection may be reused afterwards.
+``request_bytes`` writes a request; ``ResponseParser`` takes bytes in (``feed``,
+``feed_eof``) and gives a ``Response`` once it is whole: Content-Length, chunked and
+read-until-close bodies, interim 1xx answers skipped, and whether the connection may be
+reused afterwards. No sockets, no event loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ("MAX_BODY", "MAX_HEAD", "ProtocolError", "Response", "ResponseParser")
+__all__ = (
+    "MAX_BODY",
+    "MAX_HEAD",
+    "ProtocolError",
+    "Response",
+    "ResponseParser",
+    "request_bytes",
+)
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
 _IN_TRAILERS = -2  # chunk state after the last (empty) chunk
+
+
+def request_bytes(
+    method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes = b""
+) -> bytes:
+    """A whole request as written: request line, headers in the order given, body.
+
+    ``target`` is the path and query, already canonical; ``headers`` already carry Host
+    and Content-Length (nothing is added).
+    """
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    if body:
+        parts.append(body)
+    return b"".join(parts)
 
 
 class ProtocolError(Exception):

@@ -23,7 +23,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -53,9 +53,10 @@ class Job:
     unreachable: int = 0  # attempts that never connected: they do not use up max_attempts
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class PoolStats:
-    """A live snapshot for progress display and the summary."""
+    """The pool's figures at one moment (``SendPool.statistics()``), for progress display
+    and the summary: an immutable snapshot, taken as often as wanted."""
 
     queued: int = 0  # rows handed to the pool
     started: int = 0  # requests started (retries included)
@@ -90,6 +91,28 @@ class PoolStats:
         )
 
 
+@dataclass(slots=True)
+class _Counters:
+    """What the pool counts as it runs (PoolStats's fields; snapshots are taken of it)."""
+
+    queued: int = 0
+    started: int = 0
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    not_attempted: int = 0
+    retries: int = 0
+    throttled: int = 0
+    in_flight: int = 0
+    capacity: int = 0
+    latency_s: float = 0.0
+    first_start: float | None = None
+    last_start: float | None = None
+    unreachable_since: float | None = None
+    unreachable_error: str = ""
+    outage_limit_s: float = 0.0
+
+
 class JournalWriter:
     """Serializes journal writes in order and group-commits them off the event loop."""
 
@@ -117,22 +140,38 @@ class JournalWriter:
             await anyio.to_thread.run_sync(func)
 
 
-@dataclass
 class SendPool:
-    client: CamsClient
-    writer: JournalWriter
-    pacer_settings: PacerSettings = field(default_factory=PacerSettings)
-    max_attempts: int = 5
-    max_in_flight: int = 2000
-    outage_limit_s: float = 300.0  # stop when CAMS stays unreachable this long
-    stats: PoolStats = field(default_factory=PoolStats)
-    on_outcome: Callable[[Outcome], None] | None = None
-    account_error: Reply | None = None
-    outage_error: str | None = None  # set when the run gave up on an unreachable CAMS
-    stop_reason: str | None = None
-    quiet_gc: bool = True  # gc.freeze() the heap at start and per batch (see run)
+    """Sends the jobs of a feed (``run``); ``statistics()`` for progress, ``stop`` to end.
 
-    def __post_init__(self) -> None:
+    Options are set once, here: ``outage_limit_s`` stops the run when CAMS stays
+    unreachable that long; ``quiet_gc`` freezes the heap at start and per batch (see
+    ``run``); ``on_outcome`` sees each row's last outcome of this run.
+    """
+
+    def __init__(
+        self,
+        client: CamsClient,
+        writer: JournalWriter,
+        *,
+        pacer_settings: PacerSettings | None = None,
+        max_attempts: int = 5,
+        max_in_flight: int = 2000,
+        outage_limit_s: float = 300.0,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        quiet_gc: bool = True,
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.pacer_settings = pacer_settings or PacerSettings()
+        self.max_attempts = max_attempts
+        self.max_in_flight = max_in_flight
+        self.outage_limit_s = outage_limit_s
+        self.on_outcome = on_outcome
+        self.quiet_gc = quiet_gc
+        self._account_error: Reply | None = None
+        self._outage_error: str | None = None
+        self._stop_reason: str | None = None
+        self._counts = _Counters(outage_limit_s=outage_limit_s)
         self._pacer = Pacer(self.pacer_settings)
         self._reserved: dict[int, Job] = {}  # intent committed, request not started
         self._waiting: dict[int, Job] = {}  # retries waiting for their backoff
@@ -144,28 +183,69 @@ class SendPool:
         self._unreachable_since: float | None = None
         self._give_up: asyncio.TimerHandle | None = None  # fires at the outage limit
         self._ready_wait = anyio.CancelScope()  # a wait for connections; stop cancels it
-        self.stats.outage_limit_s = self.outage_limit_s
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._closed = False
-        self.stats.capacity = self._capacity()
+        self._counts.capacity = self._capacity()
 
-    # -- control ----------------------------------------------------------------------
+    # -- control and results ------------------------------------------------------------
     def stop(self, reason: str) -> None:
         """Graceful stop: start nothing new; requests in flight finish."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
+        if self._stop_reason is None:
+            self._stop_reason = reason
         self._stopping.set()
         self._ready_wait.cancel()
         self._notify()
+
+    def abort(self) -> None:
+        """The run is being cancelled from outside (a second signal): stop, and say so."""
+        self._stop_reason = "aborted"
+        self.stop("aborted")
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run stopped early (None: it was not stopped)."""
+        return self._stop_reason
+
+    @property
+    def account_error(self) -> Reply | None:
+        """The account-level refusal that stopped the run, if one did."""
+        return self._account_error
+
+    @property
+    def outage_error(self) -> str | None:
+        """Set when the run gave up on an unreachable CAMS: why, in words."""
+        return self._outage_error
+
+    def statistics(self) -> PoolStats:
+        """The figures now, as an immutable snapshot."""
+        c = self._counts
+        return PoolStats(
+            c.queued,
+            c.started,
+            c.sent,
+            c.failed,
+            c.unknown,
+            c.not_attempted,
+            c.retries,
+            c.throttled,
+            c.in_flight,
+            c.capacity,
+            c.latency_s,
+            c.first_start,
+            c.last_start,
+            c.unreachable_since,
+            c.unreachable_error,
+            c.outage_limit_s,
+        )
+
     def _capacity(self) -> int:
         # Little's law with headroom: rate × latency, and at least 2 s worth from the start
         # so a slow server never starves the pacer while the latency estimate warms up.
-        latency = max(self.stats.latency_s * 1.5, 2.0)
+        latency = max(self._counts.latency_s * 1.5, 2.0)
         return min(self.max_in_flight, math.ceil(self.pacer_settings.limit * latency) + 16)
 
     # -- the run ----------------------------------------------------------------------
@@ -193,7 +273,7 @@ class SendPool:
                 background.start_soon(self._fill, batches)
                 await self._dispatch()
                 # Stopped or done: requests in flight finish (and retries due are dropped).
-                while self.stats.in_flight:
+                while self._counts.in_flight:
                     await self._changed.wait()
                 background.cancel_scope.cancel()
         finally:
@@ -228,7 +308,7 @@ class SendPool:
         try:
             async with batches:
                 async for jobs in batches:
-                    self.stats.queued += len(jobs)
+                    self._counts.queued += len(jobs)
                     for start in range(0, len(jobs), _INTENT_CHUNK):
                         while len(self._inbox) >= _READY_BUFFER:
                             await self._changed.wait()
@@ -249,7 +329,7 @@ class SendPool:
         client = self.client
         while not self.stopping:
             if not self._inbox:
-                if self._feed_done and self.stats.in_flight == 0 and not self._waiting:
+                if self._feed_done and self._counts.in_flight == 0 and not self._waiting:
                     return
                 await self._changed.wait()
                 continue
@@ -258,7 +338,7 @@ class SendPool:
             self._reserved[job.row] = job
             if job.attempts:  # a retry: it needs a fresh intent before it leaves
                 await self.writer.intents([job.row])
-            while self.stats.in_flight >= self.stats.capacity and not self.stopping:
+            while self._counts.in_flight >= self._counts.capacity and not self.stopping:
                 await self._changed.wait()
             refused = await self._wait_turn()
             if self.stopping:
@@ -273,11 +353,11 @@ class SendPool:
             now = anyio.current_time()
             self._pacer.start(now)
             del self._reserved[job.row]
-            self.stats.in_flight += 1
-            self.stats.started += 1
-            if self.stats.first_start is None:
-                self.stats.first_start = now
-            self.stats.last_start = now
+            self._counts.in_flight += 1
+            self._counts.started += 1
+            if self._counts.first_start is None:
+                self._counts.first_start = now
+            self._counts.last_start = now
             client.start(request, partial(self._on_reply, job, now))
 
     async def _wait_turn(self) -> Reply | None:
@@ -304,13 +384,13 @@ class SendPool:
     def _on_reply(self, job: Job, started: float, reply: Reply) -> None:
         if self._closed:  # the run was aborted: the journal keeps this row in intent
             return
-        self.stats.in_flight -= 1
+        self._counts.in_flight -= 1
         now = asyncio.get_running_loop().time()
         latency = now - started
-        self.stats.latency_s = (
-            latency if not self.stats.latency_s else 0.9 * self.stats.latency_s + 0.1 * latency
+        self._counts.latency_s = (
+            latency if not self._counts.latency_s else 0.9 * self._counts.latency_s + 0.1 * latency
         )
-        self.stats.capacity = self._capacity()
+        self._counts.capacity = self._capacity()
         self._answered(job, now, reply)
 
     def _answered(self, job: Job, now: float, reply: Reply) -> None:
@@ -345,7 +425,7 @@ class SendPool:
         elif reply.kind is ReplyKind.UNKNOWN:
             self._record(Outcome(job.row, JournalState.UNKNOWN, job.attempts, **fields))
         elif reply.kind is ReplyKind.ACCOUNT:
-            self.account_error = self.account_error or reply
+            self._account_error = self._account_error or reply
             self._record(Outcome(job.row, JournalState.PENDING, job.attempts, **fields))
             self.stop(f"the account was refused: {reply.code}")
         else:  # RETRY: provably not accepted
@@ -354,17 +434,17 @@ class SendPool:
         return None
 
     def _reachable(self) -> None:
-        self._unreachable_since = self.stats.unreachable_since = None
+        self._unreachable_since = self._counts.unreachable_since = None
         if self._give_up is not None:
             self._give_up.cancel()
             self._give_up = None
 
     def _unreachable(self, now: float, error: str) -> None:
         """CAMS cannot be reached: start the outage clock, or keep it running."""
-        self.stats.unreachable_error = error
+        self._counts.unreachable_error = error
         if self._unreachable_since is None:
             self._unreachable_since = now
-            self.stats.unreachable_since = time.monotonic()
+            self._counts.unreachable_since = time.monotonic()
             # A timer, not a check on the next failure: a backoff or a slow connect
             # attempt would otherwise stretch the bound by several seconds.
             self._give_up = asyncio.get_running_loop().call_later(
@@ -375,8 +455,8 @@ class SendPool:
         self._give_up = None
         if self._unreachable_since is None or self.stopping:
             return
-        self.outage_error = (
-            f"{self.stats.unreachable_error}; gave up after {self.outage_limit_s:g} s "
+        self._outage_error = (
+            f"{self._counts.unreachable_error}; gave up after {self.outage_limit_s:g} s "
             "([send] outage_limit_s)"
         )
         self.stop(f"CAMS unreachable for {self.outage_limit_s:g} s")
@@ -393,13 +473,13 @@ class SendPool:
             self._pacer.pause(now, delay)
         else:
             self._reachable()
-            self.stats.throttled += reply.throttled  # a 503 slows us down too, uncounted
+            self._counts.throttled += reply.throttled  # a 503 slows us down too, uncounted
             self._pacer.throttled(now, reply.retry_after_s)
             delay = max(self._backoff(job.attempts - job.unreachable), reply.retry_after_s or 0.0)
         if job.attempts - job.unreachable >= self.max_attempts or self.stopping:
             self._record(Outcome(job.row, JournalState.PENDING, job.attempts, **fields))
             return None
-        self.stats.retries += 1
+        self._counts.retries += 1
         # Not in flight any more: a crash while it waits leaves it safe to resend.
         self.writer.outcome(Outcome(job.row, JournalState.PENDING, job.attempts, **fields))
         return delay
@@ -412,13 +492,13 @@ class SendPool:
         """Commit a row's last outcome of this run and count it by its state."""
         self.writer.outcome(outcome)
         if outcome.state is JournalState.SENT:
-            self.stats.sent += 1
+            self._counts.sent += 1
         elif outcome.state is JournalState.FAILED:
-            self.stats.failed += 1
+            self._counts.failed += 1
         elif outcome.state is JournalState.UNKNOWN:
-            self.stats.unknown += 1
+            self._counts.unknown += 1
         else:  # left pending: a later run sends it
-            self.stats.not_attempted += 1
+            self._counts.not_attempted += 1
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 

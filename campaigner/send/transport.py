@@ -14,7 +14,7 @@ lets a response complete without a task per request, and its timers and waits go
 
 Besides ``handle_async_request`` it offers a two-step fast path for the send pool:
 ``await ready(url)`` makes sure an idle connection is open (connecting if needed), then
-``start(request)`` writes the request bytes *synchronously* and returns a future, so the
+``start(url, data)`` writes the request bytes *synchronously* and returns a future, so the
 pacer's grant and the moment the bytes reach the socket are the same instant.
 
 Errors say *whether the request can have reached the server*, because that decides
@@ -36,7 +36,7 @@ import time
 
 import httpx
 
-from campaigner.send.http11 import ProtocolError, Response, ResponseParser
+from campaigner.send.http11 import ProtocolError, Response, ResponseParser, request_bytes
 
 __all__ = ("Http11Transport",)
 
@@ -50,15 +50,10 @@ def _origin(url: httpx.URL) -> _Origin:
 
 
 def _serialize(request: httpx.Request, body: bytes) -> bytes:
-    url = request.url
-    target = url.raw_path  # path + "?" + query, as given (already canonical)
-    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in request.headers.raw:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    if body:
-        parts.append(body)
-    return b"".join(parts)
+    # raw_path: path + "?" + query, as given (already canonical)
+    return request_bytes(
+        request.method.encode("ascii"), request.url.raw_path, request.headers.raw, body
+    )
 
 
 def _timeouts(request: httpx.Request, connect: float, read: float) -> tuple[float, float]:
@@ -156,19 +151,20 @@ class _Connection(asyncio.Protocol):
         return not self._closed and self.transport is not None and not self.transport.is_closing()
 
     def send(
-        self, request: httpx.Request, data: bytes, read_timeout: float
+        self, request: httpx.Request | None, data: bytes, read_timeout: float
     ) -> asyncio.Future[httpx.Response]:
+        """Write ``data`` (the whole request; ``request``: its httpx form, when there is one)."""
         assert self.transport is not None and self._waiter is None
         waiter: asyncio.Future[httpx.Response] = self._loop.create_future()
         self._waiter, self._request, self._read_timeout = waiter, request, read_timeout
-        self._parser.reset(head_request=request.method == "HEAD")
+        self._parser.reset(head_request=request is not None and request.method == "HEAD")
         self._timer = self._loop.call_later(read_timeout, self._timed_out)
         self.transport.write(data)
         return waiter
 
     def _complete(self, parsed: Response) -> None:
         waiter, request = self._waiter, self._request
-        assert waiter is not None and request is not None
+        assert waiter is not None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -408,13 +404,20 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 async with asyncio.timeout(left):
                     await self._freed.wait()
 
-    def start(self, request: httpx.Request) -> asyncio.Future[httpx.Response] | None:
-        """Write ``request`` now on an idle connection; None when none is idle."""
-        conn = self._pop_idle(_origin(request.url))
+    def start(
+        self, url: httpx.URL, data: bytes, read_timeout_s: float | None = None
+    ) -> asyncio.Future[httpx.Response] | None:
+        """Write ``data``, a whole request (``http11.request_bytes``), now on an idle
+        connection to ``url``'s origin; None when none is idle.
+
+        Bytes, not an ``httpx.Request``: the caller has the request target at hand, and
+        an ``httpx.URL`` for it would be parsed again (~50 µs for a signed query).
+        """
+        conn = self._pop_idle(_origin(url))
         if conn is None:
             return None
-        _, read = _timeouts(request, self._connect_timeout, self._read_timeout)
-        return conn.send(request, _serialize(request, request.content), read)
+        read = self._read_timeout if read_timeout_s is None else read_timeout_s
+        return conn.send(None, data, read)
 
     # -- httpx.AsyncBaseTransport -------------------------------------------------------
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
