@@ -43,6 +43,7 @@ stress: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/signing.py
 
 clean:
 	rm -rf $(VENV)
