@@ -39,8 +39,9 @@ from yarl import URL
 
 from campaigner.journal import Journal
 from campaigner.send.client import CamsClient, ReplyCallback, check_endpoint
+from campaigner.send.journaling import JournalWriter
 from campaigner.send.pacing import max_in_window
-from campaigner.send.pool import Job, JournalWriter, SendPool
+from campaigner.send.pool import Job, SendPool
 from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials, SignedRequest, format_date, sign_request
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox

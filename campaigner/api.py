@@ -28,7 +28,7 @@ from campaigner.preview import PreviewResult, run_preview
 from campaigner.signing import Credentials
 
 if TYPE_CHECKING:
-    from campaigner.send.pool import PoolStats
+    from campaigner.send.stats import PoolStats
 
 __all__ = (
     "Confirm",

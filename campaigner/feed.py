@@ -12,7 +12,8 @@ from campaigner.columns import ERROR, ROW, STATUS, TO
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal
 from campaigner.rows import Deduper, Plan
-from campaigner.send.pool import Job, JournalWriter
+from campaigner.send.journaling import JournalWriter
+from campaigner.send.pool import Job
 from campaigner.statuses import FINAL_STATES, JournalState, Status
 
 __all__ = ("SEND_BATCH_ROWS", "feed")

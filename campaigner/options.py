@@ -13,7 +13,7 @@ from campaigner.statuses import Status
 
 if TYPE_CHECKING:  # types only: the send stack loads when a send runs
     from campaigner.report.tally import Tally
-    from campaigner.send.pool import PoolStats
+    from campaigner.send.stats import PoolStats
 
 __all__ = (
     "PreviewOptions",

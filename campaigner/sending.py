@@ -59,8 +59,10 @@ from campaigner.runs import (
     resume_changes,
 )
 from campaigner.send.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
+from campaigner.send.journaling import JournalWriter
 from campaigner.send.pacing import PacerSettings
-from campaigner.send.pool import JournalWriter, PoolStats, SendPool
+from campaigner.send.pool import SendPool
+from campaigner.send.stats import PoolStats
 from campaigner.signing import Credentials
 from campaigner.statuses import JournalState, Status
 from campaigner.stopping import StopSignals, watch_signals

@@ -13,8 +13,9 @@ import pytest
 
 from campaigner.journal import Journal
 from campaigner.send.client import CamsClient
+from campaigner.send.journaling import JournalWriter
 from campaigner.send.pacing import PacerSettings
-from campaigner.send.pool import Job, JournalWriter, SendPool
+from campaigner.send.pool import Job, SendPool
 from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials
 from campaigner.sim.faults import FaultPlan, SimulatorConfig

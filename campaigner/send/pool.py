@@ -11,6 +11,10 @@ Retries happen only for answers that prove the request was not accepted (throttl
 ``unknown`` and are never retried here. An account-level refusal stops the run, and so
 does CAMS staying unreachable for ``outage_limit_s`` (connection failures use up no
 attempts; the rows wait, and a resume sends them).
+
+Tasks, waits, events and cancel scopes are anyio's. Retry and give-up timers are the
+asyncio loop's ``call_later`` handles (anyio has no timers; a task per waiting retry would
+cost more), so the pool runs on anyio's asyncio backend, as the transport does.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from campaigner.cams import Reply, ReplyKind
 from campaigner.crashpoints import crash_point
-from campaigner.journal import Journal, Outcome
+from campaigner.journal import Outcome
 from campaigner.send.client import CamsClient
+from campaigner.send.journaling import JournalWriter
 from campaigner.send.pacing import Pacer, PacerSettings
+from campaigner.send.stats import Counters, PoolStats
 from campaigner.statuses import JournalState
 
-__all__ = ("Job", "JournalWriter", "PoolStats", "SendPool")
+__all__ = ("Job", "SendPool")
 
 log = logging.getLogger(__name__)
 
@@ -51,93 +57,6 @@ class Job:
     query: dict[str, str]
     attempts: int = 0
     unreachable: int = 0  # attempts that never connected: they do not use up max_attempts
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """The pool's figures at one moment (``SendPool.statistics()``), for progress display
-    and the summary: an immutable snapshot, taken as often as wanted."""
-
-    queued: int = 0  # rows handed to the pool
-    started: int = 0  # requests started (retries included)
-    sent: int = 0
-    failed: int = 0
-    unknown: int = 0
-    not_attempted: int = 0
-    retries: int = 0
-    throttled: int = 0
-    in_flight: int = 0
-    capacity: int = 0
-    latency_s: float = 0.0  # recent answer latency (EWMA)
-    first_start: float | None = None
-    last_start: float | None = None
-    # While CAMS cannot be reached: since when (time.monotonic), why, and the give-up bound.
-    unreachable_since: float | None = None
-    unreachable_error: str = ""
-    outage_limit_s: float = 0.0
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.unknown + self.not_attempted
-
-    def outage(self) -> str | None:
-        """What is wrong while CAMS is unreachable, in words (None while it is reachable)."""
-        if self.unreachable_since is None:
-            return None
-        so_far = time.monotonic() - self.unreachable_since
-        return (
-            f"{self.unreachable_error}; retrying for {so_far:.0f} s so far "
-            f"(giving up after {self.outage_limit_s:g} s)"
-        )
-
-
-@dataclass(slots=True)
-class _Counters:
-    """What the pool counts as it runs (PoolStats's fields; snapshots are taken of it)."""
-
-    queued: int = 0
-    started: int = 0
-    sent: int = 0
-    failed: int = 0
-    unknown: int = 0
-    not_attempted: int = 0
-    retries: int = 0
-    throttled: int = 0
-    in_flight: int = 0
-    capacity: int = 0
-    latency_s: float = 0.0
-    first_start: float | None = None
-    last_start: float | None = None
-    unreachable_since: float | None = None
-    unreachable_error: str = ""
-    outage_limit_s: float = 0.0
-
-
-class JournalWriter:
-    """Serializes journal writes in order and group-commits them off the event loop."""
-
-    def __init__(self, journal: Journal) -> None:
-        self._journal = journal
-        self._lock = anyio.Lock()
-        self._outcomes: list[Outcome] = []
-
-    def outcome(self, outcome: Outcome) -> None:
-        """Buffer an outcome; it is committed with the next intents or flush."""
-        self._outcomes.append(outcome)
-
-    async def intents(self, rows: list[int]) -> None:
-        """Commit intents (after every earlier outcome); returns once durable."""
-        async with self._lock:
-            outcomes, self._outcomes = self._outcomes, []
-            await anyio.to_thread.run_sync(self._journal.apply, rows, outcomes)
-
-    async def flush(self) -> None:
-        await self.intents([])
-
-    async def run_call(self, func: Callable[[], object]) -> None:
-        """Run another journal write in order with the rest."""
-        async with self._lock:
-            await anyio.to_thread.run_sync(func)
 
 
 class SendPool:
@@ -171,7 +90,7 @@ class SendPool:
         self._account_error: Reply | None = None
         self._outage_error: str | None = None
         self._stop_reason: str | None = None
-        self._counts = _Counters(outage_limit_s=outage_limit_s)
+        self._counts = Counters(outage_limit_s=outage_limit_s)
         self._pacer = Pacer(self.pacer_settings)
         self._reserved: dict[int, Job] = {}  # intent committed, request not started
         self._waiting: dict[int, Job] = {}  # retries waiting for their backoff
@@ -222,25 +141,7 @@ class SendPool:
 
     def statistics(self) -> PoolStats:
         """The figures now, as an immutable snapshot."""
-        c = self._counts
-        return PoolStats(
-            c.queued,
-            c.started,
-            c.sent,
-            c.failed,
-            c.unknown,
-            c.not_attempted,
-            c.retries,
-            c.throttled,
-            c.in_flight,
-            c.capacity,
-            c.latency_s,
-            c.first_start,
-            c.last_start,
-            c.unreachable_since,
-            c.unreachable_error,
-            c.outage_limit_s,
-        )
+        return self._counts.snapshot()
 
     def _capacity(self) -> int:
         # Little's law with headroom: rate × latency, and at least 2 s worth from the start
@@ -385,7 +286,7 @@ class SendPool:
         if self._closed:  # the run was aborted: the journal keeps this row in intent
             return
         self._counts.in_flight -= 1
-        now = asyncio.get_running_loop().time()
+        now = anyio.current_time()
         latency = now - started
         self._counts.latency_s = (
             latency if not self._counts.latency_s else 0.9 * self._counts.latency_s + 0.1 * latency
