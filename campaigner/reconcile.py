@@ -54,7 +54,9 @@ def _unknown_calls(
     deduper = Deduper()
     for batch in table.batches():
         prepared = plan.prepare(batch, deduper)
-        hits = prepared.filter(pl.col(ROW).is_in(wanted) & (pl.col(STATUS) != Status.INVALID.value))
+        hits = prepared.filter(
+            pl.col(ROW).is_in(wanted.implode()) & (pl.col(STATUS) != Status.INVALID.value)
+        )
         for row in hits.iter_rows(named=True):
             calls[row[ROW]] = plan.message(row)
     return calls
