@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from campaigner.statuses import Status
+
 __all__ = ("CAMPAIGN", "Verdict", "check", "read_report", "run_dir", "write_campaign")
 
 CAMPAIGN = """
@@ -87,8 +89,8 @@ def check(report: Path, input_rows: int, accepted: list[dict[str, object]]) -> V
     expected = set(range(2, input_rows + 2))
     per_recipient = Counter(str(a["to"]) for a in accepted)
     accepted_ids = {str(a["message_id"]) for a in accepted}
-    by_to = {r["To"]: r for r in rows if r["status"] in ("sent", "unknown")}
-    lost = sum(1 for r in rows if r["status"] == "sent" and r["MessageId"] not in accepted_ids)
+    by_to = {r["To"]: r for r in rows if r["status"] in (Status.SENT, Status.UNKNOWN)}
+    lost = sum(1 for r in rows if r["status"] == Status.SENT and r["MessageId"] not in accepted_ids)
     unexpected = sum(1 for to in per_recipient if to not in by_to)
     return Verdict(
         input_rows=input_rows,
