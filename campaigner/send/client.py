@@ -22,6 +22,7 @@ import httpx
 from campaigner.cams import DEFAULT_ENDPOINT, SEND_ACTION, Reply, ReplyKind, classify_reply
 from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
+from campaigner.limits import CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from campaigner.send.http11 import request_bytes
 from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials, SignedRequest, format_date, sign_request
@@ -109,7 +110,7 @@ class CamsClient:
         *,
         endpoint: str = DEFAULT_ENDPOINT,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout_s: float = 15.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         max_connections: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -122,7 +123,7 @@ class CamsClient:
         fast = self._transport
         self._fast = cast(FastTransport, fast) if isinstance(fast, Http11Transport) else None
         self._read_timeout_s = timeout_s
-        self._timeout = httpx.Timeout(timeout_s, connect=5.0).as_dict()
+        self._timeout = httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S).as_dict()
         self._base_url = httpx.URL(f"{self._base}/")
         self._tasks: set[asyncio.Task[None]] = set()
 

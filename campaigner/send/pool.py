@@ -36,6 +36,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from campaigner.cams import Reply, ReplyKind
 from campaigner.crashpoints import crash_point
 from campaigner.journal import Outcome
+from campaigner.limits import DEFAULT_MAX_ATTEMPTS, DEFAULT_OUTAGE_LIMIT_S
 from campaigner.send.client import CamsClient
 from campaigner.send.journaling import JournalWriter
 from campaigner.send.pacing import Pacer, PacerSettings
@@ -73,9 +74,9 @@ class SendPool:
         writer: JournalWriter,
         *,
         pacer_settings: PacerSettings | None = None,
-        max_attempts: int = 5,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_in_flight: int = 2000,
-        outage_limit_s: float = 300.0,
+        outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S,
         on_outcome: Callable[[Outcome], None] | None = None,
         quiet_gc: bool = True,
     ) -> None:

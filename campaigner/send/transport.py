@@ -36,6 +36,7 @@ import time
 
 import httpx
 
+from campaigner.limits import CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from campaigner.send.http11 import ProtocolError, Response, ResponseParser, request_bytes
 
 __all__ = ("Http11Transport",)
@@ -91,7 +92,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[httpx.Response] | None = None
         self._request: httpx.Request | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._read_timeout = 15.0
+        self._read_timeout = DEFAULT_TIMEOUT_S
         self._parser = ResponseParser()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -226,8 +227,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self,
         *,
         max_connections: int = 1000,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 15.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = DEFAULT_TIMEOUT_S,
         keepalive_s: float = 15.0,
         verify: ssl.SSLContext | bool = True,
         spare: int = 8,
