@@ -35,7 +35,7 @@ from campaigner.exits import (
     handle_errors,
     terminate,
 )
-from campaigner.limits import MAX_QPS
+from campaigner.limits import MAX_QPS, RECONCILE_GRACE_S
 from campaigner.runs import private_umask
 from campaigner.statuses import Status
 from campaigner.terminal import printable
@@ -421,7 +421,7 @@ def report(run_dir: Path, report_format: str) -> None:
 @click.option(
     "--grace-s",
     type=click.FloatRange(0),
-    default=600.0,
+    default=RECONCILE_GRACE_S,
     show_default=True,
     help="Only call a message unsent once this long has passed since its request.",
 )

@@ -17,6 +17,7 @@ __all__ = (
     "EXCEL_MAX_COLUMNS",
     "EXCEL_MAX_ROWS",
     "MAX_QPS",
+    "RECONCILE_GRACE_S",
     "column_letter",
 )
 
@@ -26,6 +27,8 @@ DEFAULT_MAX_ATTEMPTS: Final = 5  # attempts for answers that provably were not a
 DEFAULT_TIMEOUT_S: Final = 15.0  # read timeout per request; a timeout is an `unknown` outcome
 CONNECT_TIMEOUT_S: Final = 5.0  # connecting to CAMS
 DEFAULT_OUTAGE_LIMIT_S: Final = 300.0  # give up (resumable) when CAMS stays unreachable this long
+# Reconcile calls a message unsent only this long after its request (the list can lag).
+RECONCILE_GRACE_S: Final = 600.0
 
 # -- the campaign file ---------------------------------------------------------------------
 MAX_CAMPAIGN_BYTES: Final = 1 << 20  # a campaign is a page of TOML; more is a wrong file

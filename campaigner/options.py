@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaigner.cams import DEFAULT_ENDPOINT
+from campaigner.limits import RECONCILE_GRACE_S
 from campaigner.signing import Credentials
 from campaigner.statuses import Status
 
@@ -69,7 +70,7 @@ class ReconcileOptions:
 
     run_dir: Path
     endpoint: str = DEFAULT_ENDPOINT
-    grace_s: float = 600.0  # a message is called unsent only this long after its request
+    grace_s: float = RECONCILE_GRACE_S  # called unsent only this long after its request
     credentials: Credentials | None = None  # None: the ALIBABA_CLOUD_* variables
 
 

@@ -23,6 +23,7 @@ from campaigner.cams import LIST_ACTION
 from campaigner.columns import ROW, STATUS
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal, Outcome
+from campaigner.limits import RECONCILE_GRACE_S
 from campaigner.rows import Deduper, Plan
 from campaigner.send.client import CamsClient
 from campaigner.statuses import JournalState, Status
@@ -86,7 +87,7 @@ async def reconcile_rows(
     journal: Journal,
     client: CamsClient,
     *,
-    grace_s: float = 600.0,
+    grace_s: float = RECONCILE_GRACE_S,
     skew_s: float = 120.0,
     clock: Callable[[], float] = time.time,
     say: Callable[[str], None] = lambda _: None,
