@@ -45,6 +45,7 @@ from campaigner.send.pool import Job, SendPool
 from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials, SignedRequest, format_date, sign_request
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
+from campaigner.statuses import JournalState
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -253,7 +254,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 async def _pool_run(url: str, rows: int, journal: Journal, engine: str) -> dict[str, object]:
-    journal.add_rows((i, "pending", f"86139{i:08d}", None) for i in range(rows))
+    journal.add_rows((i, JournalState.PENDING, f"86139{i:08d}", None) for i in range(rows))
     transport: httpx.AsyncBaseTransport = (
         AiohttpTransport() if engine == "aiohttp" else Http11Transport()
     )

@@ -21,6 +21,7 @@ from campaigner.signing import Credentials
 from campaigner.sim.faults import FaultPlan, SimulatorConfig
 from campaigner.sim.gateway import Simulator
 from campaigner.sim.server import serve
+from campaigner.statuses import JournalState
 
 pytestmark = pytest.mark.anyio
 CREDS = Credentials("testAccessKeyId", "testAccessKeySecret")
@@ -44,7 +45,7 @@ def query(row: int) -> dict[str, str]:
 
 def journal_with(path: Path, rows: int) -> Journal:
     journal = Journal(path)
-    journal.add_rows((r, "pending", to(r), None) for r in range(rows))
+    journal.add_rows((r, JournalState.PENDING, to(r), None) for r in range(rows))
     return journal
 
 
