@@ -16,8 +16,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_data"
+from tests.samples import ROOT, SAMPLES, one_line_error, sample_campaign
+
 CANARY_ID, CANARY_SECRET, CANARY_TOKEN = (
     "LTAI_CANARY_ID_7f3a",
     "CANARY_SECRET_9b1c",
@@ -39,25 +39,6 @@ def cli(
         timeout=timeout,
         check=False,
     )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The single `error: ...` line a failed command prints, with no traceback."""
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
-    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
-    return line
-
-
-def sample_campaign(folder: Path, **replace: str) -> Path:
-    """The sample template campaign with its list by absolute path, and edits."""
-    text = (SAMPLES / "whatsapp_template.toml").read_text()
-    text = text.replace('input = "recipients.csv"', f'input = "{SAMPLES}/recipients.csv"')
-    for old, new in replace.items():
-        assert old in text
-        text = text.replace(old, new)
-    path = folder / "c.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def only_run(out: Path) -> Path:

@@ -18,9 +18,8 @@ from click.testing import CliRunner, Result
 from campaigner.cli import cli
 from campaigner.display import ProgressDisplay
 from campaigner.options import SendProgress
+from tests.samples import ROOT, SAMPLES, one_line_error, sample_campaign
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_data"
 TEMPLATE = str(SAMPLES / "whatsapp_template.toml")
 
 Invoke = Callable[..., Result]
@@ -52,25 +51,6 @@ def invoke(monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
         root.setLevel(log_level)
 
 
-def error_line(result: Result) -> str:
-    """The single `error: ...` line a failed command prints, with no traceback."""
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
-    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
-    return line
-
-
-def sample_campaign(folder: Path, **replace: str) -> Path:
-    """The sample template campaign with its list by absolute path, and edits."""
-    text = (SAMPLES / "whatsapp_template.toml").read_text()
-    text = text.replace('input = "recipients.csv"', f'input = "{SAMPLES}/recipients.csv"')
-    for old, new in replace.items():
-        assert old in text
-        text = text.replace(old, new)
-    path = folder / "c.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_usage_errors_exit_2(invoke: Invoke) -> None:
     assert invoke("preview").exit_code == 2
     result = invoke("send", "x.toml", "--qps", "251")
@@ -82,7 +62,7 @@ def test_usage_errors_exit_2(invoke: Invoke) -> None:
 def test_missing_campaign_file_is_a_clear_error(invoke: Invoke, tmp_path: Path) -> None:
     result = invoke("preview", str(tmp_path / "nope.toml"))
     assert result.exit_code == 1
-    assert error_line(result).startswith("error: campaign file not found")
+    assert one_line_error(result).startswith("error: campaign file not found")
 
 
 def test_unknown_key_names_the_closest_one(invoke: Invoke, tmp_path: Path) -> None:
@@ -123,7 +103,7 @@ def test_without_a_terminal_invalid_rows_stop_the_send_unless_yes(
 ) -> None:
     result = invoke("send", TEMPLATE, "--sandbox", "--out", str(tmp_path))
     assert result.exit_code == 1
-    assert "pass --yes" in error_line(result)
+    assert "pass --yes" in one_line_error(result)
 
 
 def test_every_command_is_documented_in_the_readme(invoke: Invoke) -> None:
@@ -139,7 +119,7 @@ def test_a_campaign_file_over_1_mib_is_refused(invoke: Invoke, tmp_path: Path) -
         f.write("#" * (1 << 20) + "\n")  # a valid TOML comment, just too big
     result = invoke("preview", str(big), "--out", str(tmp_path / "out"))
     assert result.exit_code == 1
-    assert "the limit is 1,048,576 (1 MiB)" in error_line(result)
+    assert "the limit is 1,048,576 (1 MiB)" in one_line_error(result)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +163,7 @@ def test_control_sequences_in_column_names_do_not_reach_the_terminal(
     hostile.write_text("ph\x1b[2Jone,first_name,coupon\n8613800138000,ann\u202e,X1\n")
     result = invoke("preview", str(sample_campaign(tmp_path)), "--input", str(hostile))
     assert result.exit_code == 1
-    assert "(did you mean 'ph\\x1b[2Jone'?)" in error_line(result)
+    assert "(did you mean 'ph\\x1b[2Jone'?)" in one_line_error(result)
     # Cells reach the terminal in the rendered examples of a preview.
     hostile.write_text("phone,first_name,coupon\n8613800138000,ann\u202egpj.exe,X1\x9b2J\n")
     result = invoke(
@@ -222,7 +202,7 @@ def test_out_under_a_file_is_one_line_and_nothing_is_sent(invoke: Invoke, tmp_pa
     for command in (["preview"], ["send", "--sandbox", "--yes"]):
         result = invoke(*command, TEMPLATE, "--out", str(blocker / "reports"))
         assert result.exit_code == 1, result.stderr
-        assert error_line(result) == (
+        assert one_line_error(result) == (
             f"error: a part of the path is a file, not a folder: {blocker / 'reports'}; "
             "nothing was sent; use a folder for --out, then try again"
         )
