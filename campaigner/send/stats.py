@@ -4,7 +4,7 @@ them for progress display and the summary."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 __all__ = ("Counters", "PoolStats")
 
@@ -69,22 +69,9 @@ class Counters:
     outage_limit_s: float = 0.0
 
     def snapshot(self) -> PoolStats:
-        """The figures now, as an immutable PoolStats."""
-        return PoolStats(
-            self.queued,
-            self.started,
-            self.sent,
-            self.failed,
-            self.unknown,
-            self.not_attempted,
-            self.retries,
-            self.throttled,
-            self.in_flight,
-            self.capacity,
-            self.latency_s,
-            self.first_start,
-            self.last_start,
-            self.unreachable_since,
-            self.unreachable_error,
-            self.outage_limit_s,
-        )
+        """The figures now, as an immutable PoolStats (copied by field name)."""
+        return PoolStats(**{name: getattr(self, name) for name in _FIELDS})
+
+
+# PoolStats's fields, which Counters has too: a snapshot copies them by name.
+_FIELDS = tuple(f.name for f in fields(PoolStats))
