@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo preview test lint stress bench clean
+.PHONY: setup sysdeps demo preview test lint stress bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check campaigner tests bench
 	$(BIN)/mypy
 
-test: lint
+# The browser tests need Debian's chromium + chromium-driver and the shared rate budget tests
+# need redis-server. Installed here when missing and running as root; otherwise those tests
+# are skipped with the reason (and fail under CI=true).
+SYSPKGS := chromium chromium-driver redis-server
+sysdeps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v redis-server >/dev/null; }; then \
+	  echo "installing $(SYSPKGS) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSPKGS) >/dev/null; \
+	fi
+
+test: lint sysdeps
 	$(BIN)/pytest
 
 # The crash, fault and signal tests, 10 times in a row: CI runs the suite once, so a test that
