@@ -26,6 +26,7 @@ from campaigner.options import (
 )
 from campaigner.preview import PreviewResult, run_preview
 from campaigner.signing import Credentials
+from campaigner.stopping import RunControl
 
 if TYPE_CHECKING:
     from campaigner.send.stats import PoolStats
@@ -38,6 +39,7 @@ __all__ = (
     "ReconcileResult",
     "ReportOptions",
     "ReportResult",
+    "RunControl",
     "Say",
     "SendOptions",
     "SendProgress",
@@ -79,11 +81,14 @@ def send(
     *,
     confirm: Confirm = _decline,
     say: Say = _quiet,
+    control: RunControl | None = None,
 ) -> SendResult:
     """Validate every row, then send the valid ones and write the report.
 
     A question ``confirm`` answers no raises ``ConfirmationDeclined``; a signal that stops
-    the send raises ``RunStopped`` carrying the result as far as it got."""
+    the send raises ``RunStopped`` carrying the result as far as it got. With ``control``
+    (a send in another thread) its ``stop`` ends the send instead of signals, and the
+    result's ``stop_reason`` says why."""
     import anyio
 
     from campaigner.sending import run_send
@@ -114,6 +119,7 @@ def send(
             progress=sink,
             say=say,
             sandbox=sandbox,
+            control=control,
         )
     )
 

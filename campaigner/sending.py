@@ -65,7 +65,7 @@ from campaigner.send.pool import SendPool
 from campaigner.send.stats import PoolStats
 from campaigner.signing import Credentials
 from campaigner.statuses import JournalState, Status
-from campaigner.stopping import StopSignals, watch_signals
+from campaigner.stopping import RunControl, StopSignals, watch_signals
 
 __all__ = (
     "rebuild_run_report",
@@ -132,8 +132,12 @@ async def run_send(
     progress: ProgressSink,
     say: Callable[[str], None],
     sandbox: Any = None,
+    control: RunControl | None = None,
 ) -> SendResult:
-    """Validate, confirm, then send every sendable row and rebuild the report."""
+    """Validate, confirm, then send every sendable row and rebuild the report.
+
+    With ``control`` the send stops when it asks (and not on signals: it may run in any
+    thread); it learns the run folder as soon as one exists."""
     started = time.perf_counter()
     plan = Plan(campaign)
     check_endpoint(options.endpoint)
@@ -196,6 +200,8 @@ async def run_send(
         lock.release()
         raise
     registry.record(campaign.name, run_dir)
+    if control is not None:
+        control.attach_run(run_dir)
     stop = StopSignals(say)
     reporting = False  # the send is over; what remains is the report
     try:
@@ -227,7 +233,18 @@ async def run_send(
         total = max(tally.count(Status.WOULD_SEND) - settled, 0)
         send_started, cpu_started = time.perf_counter(), _cpu_seconds()
         pool = await _send_rows(
-            plan, table, journal, credentials, options, qps, total, progress, say, sandbox, stop
+            plan,
+            table,
+            journal,
+            credentials,
+            options,
+            qps,
+            total,
+            progress,
+            say,
+            sandbox,
+            stop,
+            control,
         )
         reporting = True
         stop.allow_abort()
@@ -386,6 +403,7 @@ async def _send_rows(
     say: Callable[[str], None],
     sandbox: Any,
     stop: StopSignals,
+    control: RunControl | None,
 ) -> SendPool:
     async with AsyncExitStack() as stack:
         endpoint = options.endpoint
@@ -403,7 +421,10 @@ async def _send_rows(
         )
         with anyio.CancelScope() as abort:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_signals, pool, abort, say, stop)
+                if control is None:
+                    tg.start_soon(watch_signals, pool, abort, say, stop)
+                else:
+                    tg.start_soon(control.watch, pool)
                 tg.start_soon(_report_progress, pool, total, progress)
                 await pool.run(feed(plan, table, writer, journal))
                 tg.cancel_scope.cancel()
