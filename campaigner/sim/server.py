@@ -1,5 +1,5 @@
 """The simulator over real loopback HTTP/1.1 (aiohttp): ``serve``, outages, the log's fsync loop,
-``run_forever`` for ``campaigner sandbox`` and ``serve_sandbox`` for ``send --sandbox``.
+the receipt pusher's task and ``run_forever`` for ``campaigner sandbox``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from aiohttp import web
@@ -22,13 +21,12 @@ from aiohttp import web
 from campaigner.sim.exchange import Hang, Reply, Request
 from campaigner.sim.faults import SimulatorConfig
 from campaigner.sim.gateway import Pending, Simulator
+from campaigner.sim.fate import ReceiptPlan
+from campaigner.sim.push import Pusher, PushTarget
 
-__all__ = ("SANDBOX_KEY_ID", "SANDBOX_SECRET", "run_forever", "serve", "serve_sandbox")
+__all__ = ("run_forever", "serve")
 
 logger = logging.getLogger(__name__)
-
-# The key pair `send --sandbox` signs with and its in-process simulator accepts.
-SANDBOX_KEY_ID, SANDBOX_SECRET = "sandbox-access-key", "sandbox-secret"
 
 
 class _Listener:
@@ -50,7 +48,7 @@ def _reset(request: web.Request) -> None:
         transport.abort()
 
 
-def _app(simulator: Simulator, listener: _Listener) -> web.Application:
+def _app(simulator: Simulator, listener: _Listener, pusher: Pusher | None) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
         arrived_wall = time.time()
@@ -84,7 +82,10 @@ def _app(simulator: Simulator, listener: _Listener) -> web.Application:
         return web.Response(text=simulator.accepted_lines(), content_type="application/x-ndjson")
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(simulator.stats())
+        found = simulator.stats()
+        if pusher is not None:
+            found["push"] = pusher.stats()
+        return web.json_response(found)
 
     # All parameters travel in the URL, so allow long request lines (aiohttp's default is 8 KiB;
     # the live gateway's limit is unknown).
@@ -97,14 +98,18 @@ def _app(simulator: Simulator, listener: _Listener) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serve(simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def serve(
+    simulator: Simulator, host: str = "127.0.0.1", port: int = 0, *, pusher: Pusher | None = None
+) -> AsyncIterator[str]:
     """Serve ``simulator`` on ``host:port`` (0 = a free port); yields ``http://host:PORT``.
 
-    Runs the scheduled ``refuse`` outages and a background fsync of the accepted log; on exit,
-    hanging ``timeout_after`` handlers are released and the log is fsynced.
+    Runs the scheduled ``refuse`` outages, a background fsync of the accepted log and the
+    ``pusher`` (fed every accepted send); on exit, hanging ``timeout_after`` handlers are
+    released and the log is fsynced.
     """
     listener = _Listener()
-    runner = web.AppRunner(_app(simulator, listener), access_log=None, shutdown_timeout=2.0)
+    app = _app(simulator, listener, pusher)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
@@ -115,6 +120,9 @@ async def serve(simulator: Simulator, host: str = "127.0.0.1", port: int = 0) ->
         asyncio.create_task(_outages(simulator, listener, runner, sites, host, bound_port)),
         asyncio.create_task(_fsync_loop(simulator)),
     ]
+    if pusher is not None:
+        simulator.on_accept.append(pusher.schedule)
+        tasks.append(asyncio.create_task(pusher.run()))
     try:
         yield f"http://{host}:{bound_port}"
     finally:
@@ -125,17 +133,6 @@ async def serve(simulator: Simulator, host: str = "127.0.0.1", port: int = 0) ->
         listener.refusing = False
         await runner.cleanup()
         simulator.flush()
-
-
-def serve_sandbox(
-    *, latency_ms: float = 20, jitter_ms: float = 30
-) -> AbstractAsyncContextManager[str]:
-    """A simulator in this process on a free loopback port, accepting ``SANDBOX_KEY_ID`` /
-    ``SANDBOX_SECRET`` (``send --sandbox``); entering it yields the base URL."""
-    config = SimulatorConfig(
-        latency_ms=latency_ms, jitter_ms=jitter_ms, credentials={SANDBOX_KEY_ID: SANDBOX_SECRET}
-    )
-    return serve(Simulator(config))
 
 
 async def _outages(
@@ -198,11 +195,16 @@ def run_forever(
     *,
     host: str = "127.0.0.1",
     on_ready: Callable[[str], None] | None = None,
+    push: PushTarget | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (for ``campaigner sandbox``); ``on_ready`` gets the base URL."""
+    """Serve until SIGINT/SIGTERM (for ``campaigner sandbox``); ``on_ready`` gets the base URL.
+    With ``push``, receipts of ``config.receipts`` (default rates if None) are posted there."""
 
     async def main() -> None:
         simulator = Simulator(config, log_path=log_path)
+        pusher = None
+        if push is not None:
+            pusher = Pusher(push, config.receipts or ReceiptPlan(), config.seed)
         _quiet_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -210,7 +212,7 @@ def run_forever(
             loop.add_signal_handler(sig, stop.set)
         refreeze = asyncio.create_task(_refreeze_gc())
         try:
-            async with serve(simulator, host, port) as url:
+            async with serve(simulator, host, port, pusher=pusher) as url:
                 logger.info("CAMS simulator listening on %s", url)
                 if on_ready is not None:
                     on_ready(url)
