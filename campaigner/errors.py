@@ -15,8 +15,14 @@ The CLI catches ``CampaignerError`` once and maps it to a message and an exit co
     ├── UnreachableError       CAMS could not be reached for longer than [send] outage_limit_s
     ├── JournalError           the run journal is unusable, locked, or does not match the input
     ├── StorageError           a file could not be written: disk full, read-only, name too long
+    ├── ReceiptFormatError     a pushed receipt body is not JSON objects (the receiver answers 400)
+    ├── ReceiverError          the receipt receiver cannot start (callback token, store)
+    ├── RateBudgetError        the rate budget cannot be used (--rate-budget, Redis, the run lease)
+    │   └── BudgetUnavailable      ... for now (Redis went away): sending waits for it
+    ├── RunStateError          the run is not in a state for that (cancel a sending run, retry twice)
     └── InterruptedRunError    the run was stopped by a signal (graceful stop)
-        └── RunStopped             ... after the send finished its report: carries the result
+        ├── RunStopped             ... after the send finished its report: carries the result
+        └── RunCancelled           a scheduled run cancelled before it sent anything
 
 Foreign exceptions reach the CLI as they are; ``meaningful_leaf`` finds the one that matters
 inside anyio's exception groups, and ``storage_problem`` puts file-system failures (OSError,
@@ -34,6 +40,7 @@ from typing import Any
 
 __all__ = (
     "AccountError",
+    "BudgetUnavailable",
     "CampaignerError",
     "ConfigError",
     "ConfirmationDeclined",
@@ -43,6 +50,11 @@ __all__ = (
     "InterruptedRunError",
     "JournalError",
     "MissingColumnsError",
+    "RateBudgetError",
+    "ReceiptFormatError",
+    "ReceiverError",
+    "RunCancelled",
+    "RunStateError",
     "RunStopped",
     "UnreachableError",
     "UnreadableInputError",
@@ -117,6 +129,23 @@ class StorageError(CampaignerError):
     permission denied, name too long); the message says what was already sent and what to do."""
 
 
+class ReceiptFormatError(CampaignerError):
+    """A pushed receipt body is not UTF-8 JSON holding an object or an array of objects."""
+
+
+class ReceiverError(CampaignerError):
+    """The receipt receiver cannot start: no usable callback token, or the store is unusable."""
+
+
+class RateBudgetError(CampaignerError):
+    """The shared rate budget cannot be used: a bad ``--rate-budget``, Redis unreachable when
+    the run starts, or the run's lease held by another host."""
+
+
+class BudgetUnavailable(RateBudgetError):
+    """The budget cannot answer right now (Redis went away): no grant, ask again later."""
+
+
 class InterruptedRunError(CampaignerError):
     """The run stopped on a signal after finishing in-flight work."""
 
@@ -137,6 +166,16 @@ class RunStopped(InterruptedRunError):
     ) -> None:
         super().__init__(message, exit_code=exit_code, details=details)
         self.result = result
+
+
+class RunCancelled(InterruptedRunError):
+    """A scheduled run was cancelled (``campaigner cancel``, or a signal while it waited)
+    before it sent anything; its report lists every row not_attempted."""
+
+
+class RunStateError(CampaignerError):
+    """The run is not in a state for what was asked: cancelling a run that is already
+    sending, retrying a run twice or one that is still sending."""
 
 
 @dataclass(frozen=True, slots=True)

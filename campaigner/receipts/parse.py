@@ -1,0 +1,272 @@
+"""Pushed CAMS bodies (status receipts, inbound messages) as plain values.
+
+CAMS pushes a JSON array of objects; a single object is accepted too. Spellings vary between
+the documentation's language versions and its own examples (``"Timestamp "`` with a trailing
+space, ``UserId`` vs ``FromUserId``, lowercase types, a trailing comma), so keys are compared
+after strip() and case-folding and nothing is refused for an odd spelling. Every object keeps
+its original JSON in ``raw`` so unknown fields are never lost. Pure: bytes in, values out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from campaigner.errors import ReceiptFormatError
+
+__all__ = (
+    "CANONICAL_STATUSES",
+    "Inbound",
+    "Receipt",
+    "parse_inbound_body",
+    "parse_status_body",
+    "phone_key",
+)
+
+# Canonical spellings of the statuses CAMS documents; anything else is stored as given.
+CANONICAL_STATUSES: dict[str, str] = {
+    "sent": "Sent",
+    "delivered": "Delivered",
+    "read": "Read",
+    "failed": "Failed",
+    "deleted": "Deleted",
+    "unsubscribe": "unsubscribe",
+    "subscribe": "subscribe",
+}
+
+# Below this a Timestamp is taken for seconds, not milliseconds (10^11 ms is 1973).
+_SECONDS_LIMIT = 100_000_000_000
+
+# A JSON string, or a comma before a closing bracket: the docs' own example has the latter.
+_TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(\s*[}\]])', re.DOTALL)
+
+_MISSING_ID_PREFIX = "no-message-id:"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One status receipt. ``recipient`` is ``phone_key(To)``, ``sender`` ``phone_key(From)``."""
+
+    message_id: str
+    status: str
+    ts_ms: int | None
+    error_code: str | None
+    error_description: str | None
+    recipient: str | None
+    sender: str | None
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One inbound message: ``sender`` is the user (From), ``recipient`` our number (To).
+
+    ``type`` is upper-cased (``TEXT``, ``REPLY``, ``IMAGE`` ...); ``text`` is the message of a
+    TEXT or the button text of a REPLY; ``payload`` the REPLY button's payload.
+    """
+
+    message_id: str
+    sender: str | None
+    recipient: str | None
+    type: str | None
+    text: str | None
+    payload: str | None
+    ts_ms: int | None
+    raw: str
+
+
+def phone_key(value: object) -> str:
+    """The digits of a phone number (``+86 138-0000`` -> ``861380000``); a value with letters
+    (a Messenger or Instagram ID) is kept as it is, stripped."""
+    text = value.strip() if isinstance(value, str) else _text(value) or ""
+    if any(ch.isalpha() for ch in text):
+        return text
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def parse_status_body(body: bytes) -> list[Receipt]:
+    """Every status receipt of a pushed body; ``ReceiptFormatError`` if it is not JSON objects."""
+    return [_receipt(obj) for obj in _objects(body)]
+
+
+def parse_inbound_body(body: bytes) -> list[Inbound]:
+    """Every inbound message of a pushed body; ``ReceiptFormatError`` if it is not JSON objects."""
+    return [_inbound(obj) for obj in _objects(body)]
+
+
+def _objects(body: bytes) -> list[dict[str, Any]]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReceiptFormatError(f"the body is not UTF-8 (byte {exc.start})") from None
+    text = text.removeprefix("\ufeff")
+    data = _loads(text)
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list):
+        for index, item in enumerate(data):
+            if not isinstance(item, dict):
+                kind = type(item).__name__
+                raise ReceiptFormatError(f"item {index} of the array is a {kind}, not an object")
+        return data
+    raise ReceiptFormatError(f"the body is a JSON {type(data).__name__}, not an object or array")
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ReceiptFormatError("the JSON is nested too deeply") from None
+    except ValueError as first:
+        # Tolerate the trailing commas of the documentation's own example, nothing else.
+        fixed = _TRAILING_COMMA.sub(lambda m: m.group(1) or m.group(2), text)
+        if fixed != text:
+            try:
+                return json.loads(fixed)
+            except (ValueError, RecursionError):
+                pass
+        raise ReceiptFormatError(f"invalid JSON: {first}") from None
+
+
+def _folded(obj: Mapping[str, Any]) -> dict[str, Any]:
+    # The first non-empty value wins when two spellings fold to the same key.
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        folded = key.strip().casefold()
+        if out.get(folded) in (None, ""):
+            out[folded] = value
+    return out
+
+
+def _raw(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _timestamp_ms(value: object) -> int | None:
+    number: float
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number) or number <= 0 or number >= 1e16:
+        return None
+    if number < _SECONDS_LIMIT:
+        number *= 1000
+    return int(number)
+
+
+def _phone(value: object) -> str | None:
+    return phone_key(value) or None if value is not None else None
+
+
+def _message_id(fields: Mapping[str, Any], raw: str) -> str:
+    # A report without a MessageId is still kept (it cannot join a row): its id is derived
+    # from its content so a duplicate of it is still stored once.
+    found = _text(fields.get("messageid"))
+    if found:
+        return found
+    return _MISSING_ID_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def _status(value: object) -> str:
+    text = _text(value) or ""
+    return CANONICAL_STATUSES.get(text.casefold(), text)
+
+
+def _receipt(obj: dict[str, Any]) -> Receipt:
+    fields = _folded(obj)
+    raw = _raw(obj)
+    return Receipt(
+        message_id=_message_id(fields, raw),
+        status=_status(fields.get("status")),
+        ts_ms=_timestamp_ms(fields.get("timestamp")),
+        error_code=_text(fields.get("errorcode")),
+        error_description=_text(fields.get("errordescription")),
+        recipient=_phone(fields.get("to")),
+        sender=_phone(fields.get("from")),
+        raw=raw,
+    )
+
+
+def _inbound(obj: dict[str, Any]) -> Inbound:
+    fields = _folded(obj)
+    raw = _raw(obj)
+    kind = _text(fields.get("type"))
+    kind = kind.upper() if kind else None
+    message = fields.get("message")
+    text: str | None = None
+    payload: str | None = None
+    if kind == "REPLY":
+        text, payload = _button(fields, message)
+    elif kind == "TEXT" or (kind is None and isinstance(message, str)):
+        text = _text(message) if isinstance(message, str) else _nested(message, "body", "text")
+    return Inbound(
+        message_id=_message_id(fields, raw),
+        sender=_phone(fields.get("from")),
+        recipient=_phone(fields.get("to")),
+        type=kind,
+        text=text,
+        payload=payload,
+        ts_ms=_timestamp_ms(fields.get("timestamp")),
+        raw=raw,
+    )
+
+
+def _button(fields: Mapping[str, Any], message: object) -> tuple[str | None, str | None]:
+    """A REPLY's button text and payload: top-level ``Text``/``Payload`` fields, or inside
+    ``Message`` (an object, or a JSON string of one), or ``Message`` as the plain text."""
+    text = _first(fields, "text", "buttontext", "title")
+    payload = _first(fields, "payload", "buttonpayload")
+    inner: object = message
+    if isinstance(message, str):
+        try:
+            inner = json.loads(message)
+        except (ValueError, RecursionError):
+            inner = None
+            text = text or _text(message)
+    if isinstance(inner, dict):
+        text = text or _nested(inner, "text", "buttontext", "title", "body")
+        payload = payload or _nested(inner, "payload", "buttonpayload", "id")
+    elif isinstance(inner, str | int | float) and not isinstance(inner, bool):
+        text = text or _text(inner)
+    return text, payload
+
+
+def _nested(value: object, *names: str) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    return _first(_folded(value), *names)
+
+
+def _first(fields: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = _text(fields.get(name))
+        if value is not None:
+            return value
+    return None

@@ -1,0 +1,144 @@
+"""Opt-outs in receipts.sqlite: stop words, Viber unsubscribe/subscribe, manual entries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from campaigner.receipts.parse import parse_inbound_body, parse_status_body
+from campaigner.receipts.stopwords import DEFAULT_STOP_WORDS, normalize_stop_word
+from campaigner.receipts.store import ReceiptStore
+from campaigner.receipts.suppression import ANY_BUSINESS
+
+BUSINESS = "8613900000000"
+USER = "8613800000001"
+T0 = 1_700_000_000_000  # Timestamps are milliseconds
+
+
+def inbound(message_id: str, text: str, ts_ms: int, *, kind: str = "TEXT", to: str = BUSINESS,
+            user: str = USER) -> bytes:  # fmt: skip
+    item: dict[str, object] = {"MessageId": message_id, "From": user, "To": to, "Type": kind,
+                               "Timestamp": ts_ms}  # fmt: skip
+    if kind == "REPLY":
+        item["Text"] = "a button"
+        item["Payload"] = text
+    else:
+        item["Message"] = text
+    return json.dumps([item]).encode()
+
+
+def status(message_id: str, value: str, ts_ms: int, user: str = USER) -> bytes:
+    item = {"MessageId": message_id, "Status": value, "From": BUSINESS, "To": user,
+            "Timestamp": ts_ms}  # fmt: skip
+    return json.dumps([item]).encode()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ReceiptStore:
+    opened = ReceiptStore.open(tmp_path)
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "STOP",
+        " stop ",
+        "Stop!",
+        "退订",
+        "berhenti",
+        "Parar.",
+        "BAJA",
+        "unsubscribe",
+        "cancelar inscrição",
+        "Dar de  baja",
+    ],  # fmt: skip
+)
+def test_a_stop_word_suppresses_from_its_timestamp(store: ReceiptStore, said: str) -> None:
+    store.add_inbound(parse_inbound_body(inbound("i1", said, T0 + 1_000)))
+    found = store.suppressed("+86 139 0000 0000")
+    assert set(found) == {USER}
+    entry = found[USER]
+    assert (entry.business, entry.since_ms, entry.source) == (BUSINESS, T0 + 1_000, "inbound")
+    assert said.strip() in entry.reason
+
+
+@pytest.mark.parametrize("said", ["please don't stop", "stopping", "hello", "", "STOP NOW please"])
+def test_other_messages_do_not(store: ReceiptStore, said: str) -> None:
+    store.add_inbound(parse_inbound_body(inbound("i1", said, T0 + 1_000)))
+    assert store.suppressed(BUSINESS) == {}
+
+
+def test_a_reply_button_payload_counts(store: ReceiptStore) -> None:
+    store.add_inbound(parse_inbound_body(inbound("i1", "UNSUBSCRIBE", T0 + 7, kind="REPLY")))
+    assert set(store.suppressed(BUSINESS)) == {USER}
+
+
+def test_suppression_is_per_business_number(store: ReceiptStore) -> None:
+    store.add_inbound(parse_inbound_body(inbound("i1", "STOP", T0 + 1, to="8613900000099")))
+    assert store.suppressed(BUSINESS) == {}
+    assert set(store.suppressed("8613900000099")) == {USER}
+
+
+def test_campaign_stop_words_add_to_the_defaults(store: ReceiptStore) -> None:
+    store.add_inbound(parse_inbound_body(inbound("i1", "Basta", T0 + 1)))
+    assert store.suppressed(BUSINESS) == {}
+    assert set(store.suppressed(BUSINESS, extra_stop_words=["BASTA"])) == {USER}
+
+
+def test_viber_unsubscribe_then_subscribe(store: ReceiptStore) -> None:
+    store.add_receipts(parse_status_body(status("v1", "unsubscribe", T0 + 100)))
+    assert store.suppressed(BUSINESS)[USER].source == "receipt"
+    store.add_receipts(parse_status_body(status("v2", "subscribe", T0 + 200)))
+    assert store.suppressed(BUSINESS) == {}
+    # A late-arriving older unsubscribe does not undo the newer subscribe.
+    store.add_receipts(parse_status_body(status("v0", "unsubscribe", T0 + 50)))
+    assert store.suppressed(BUSINESS) == {}
+
+
+def test_manual_remove_lifts_a_stop_word_and_a_later_stop_counts_again(
+    store: ReceiptStore,
+) -> None:
+    store.add_inbound(parse_inbound_body(inbound("i1", "STOP", T0 + 1_000)))
+    store.remove_suppression(BUSINESS, USER)
+    assert store.suppressed(BUSINESS) == {}
+    later = 2**50  # after the manual remove (now)
+    store.add_inbound(parse_inbound_body(inbound("i2", "stop", later)))
+    assert store.suppressed(BUSINESS)[USER].since_ms == later
+
+
+def test_manual_add_for_any_business_and_list(store: ReceiptStore) -> None:
+    store.add_suppression("", "+86 138 0000 0002", "asked by phone")
+    store.add_suppression(BUSINESS, "8613800000003", "complaint")
+    store.add_inbound(parse_inbound_body(inbound("i1", "STOP", T0 + 5)))
+    assert set(store.suppressed(BUSINESS)) == {USER, "8613800000002", "8613800000003"}
+    assert set(store.suppressed("8613900000077")) == {"8613800000002"}
+    listed = [(s.business, s.recipient, s.source) for s in store.list_suppressions()]
+    assert listed == [
+        (ANY_BUSINESS, "8613800000002", "manual"),
+        (BUSINESS, USER, "inbound"),
+        (BUSINESS, "8613800000003", "manual"),
+    ]
+    assert [s.recipient for s in store.list_suppressions(BUSINESS)] == [
+        "8613800000001", "8613800000002", "8613800000003",
+    ]  # fmt: skip
+    # Removing without a business lifts it everywhere, business-specific ones included.
+    store.remove_suppression("*", USER)
+    assert USER not in store.suppressed(BUSINESS)
+
+
+def test_import_many(store: ReceiptStore) -> None:
+    count = store.add_suppressions([(BUSINESS, f"86138{i:08d}", "imported") for i in range(500)])
+    assert count == 500
+    found = store.suppressed(BUSINESS)
+    assert len(found) == 500
+    assert {s.source for s in found.values()} == {"import"}
+
+
+def test_default_stop_words_cover_the_languages() -> None:
+    words = {normalize_stop_word(word) for word in DEFAULT_STOP_WORDS}
+    for needed in ("stop", "unsubscribe", "退订", "berhenti", "parar", "baja"):
+        assert needed in words
