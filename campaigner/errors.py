@@ -19,7 +19,7 @@ The CLI catches ``CampaignerError`` once and maps it to a message and an exit co
     ├── ReceiverError          the receipt receiver cannot start (callback token, store)
     ├── RateBudgetError        the rate budget cannot be used (--rate-budget, Redis, the run lease)
     │   └── BudgetUnavailable      ... for now (Redis went away): sending waits for it
-    ├── RunStateError          the run is not in a state for that (cancel a sending run, retry twice)
+    ├── RunStateError          the run is not in a state for that (cancel when sending, retry)
     └── InterruptedRunError    the run was stopped by a signal (graceful stop)
         ├── RunStopped             ... after the send finished its report: carries the result
         └── RunCancelled           a scheduled run cancelled before it sent anything
