@@ -92,7 +92,7 @@ def send(
     import anyio
 
     from campaigner.sending import run_send
-    from campaigner.sim.server import SANDBOX_KEY_ID, SANDBOX_SECRET, serve_sandbox
+    from campaigner.sim.sandbox import SANDBOX_KEY_ID, SANDBOX_SECRET, serve_sandbox
 
     if options.resend_unknown and options.resume is None:
         raise ConfigError("--resend-unknown works only with --resume RUN_DIR")
@@ -100,7 +100,7 @@ def send(
     sandbox = None
     if options.sandbox:
         credentials = Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET)
-        sandbox = serve_sandbox()
+        sandbox = serve_sandbox(options.out)  # its receipts go to the workspace's store
         options = replace(options, endpoint="http://127.0.0.1")
     else:
         credentials = options.credentials or Credentials.from_env(os.environ)

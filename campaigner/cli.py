@@ -293,6 +293,61 @@ def send(
     metavar="ID=SECRET",
     help="Accepted AccessKey pair (repeatable); default testAccessKeyId=testAccessKeySecret.",
 )
+@click.option(
+    "--callback-base",
+    metavar="URL",
+    help="Push status receipts and inbound replies to URL/cams/status/TOKEN and "
+    "URL/cams/inbound/TOKEN.",
+)
+@click.option(
+    "--callback-token",
+    envvar="CAMPAIGNER_CALLBACK_TOKEN",
+    show_envvar=True,
+    metavar="TOKEN",
+    help="The callback path token.",
+)
+@click.option(
+    "--deliver-rate",
+    type=click.FloatRange(0, 1),
+    default=0.95,
+    show_default=True,
+    help="Share of the messages not failed that are delivered.",
+)
+@click.option(
+    "--read-rate",
+    type=click.FloatRange(0, 1),
+    default=0.6,
+    show_default=True,
+    help="Share of the delivered messages that are read.",
+)
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.03,
+    show_default=True,
+    help="Share of the accepted messages that fail (Meta codes 131026, 131049, 131050).",
+)
+@click.option(
+    "--reply-rate",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="Share of the read messages that get a reply (30%% of them opt-outs).",
+)
+@click.option(
+    "--receipt-delay-ms",
+    default="200:2000",
+    show_default=True,
+    metavar="MIN:MAX",
+    help="Delay before each receipt after the previous step.",
+)
+@click.option(
+    "--push-retry-s",
+    default="1,5,10",
+    show_default=True,
+    metavar="S,S,...",
+    help="Retry a failed push after these many seconds, then give up (CAMS: 60,300,600).",
+)
 @handle_errors
 def sandbox(
     port: int,
@@ -306,9 +361,19 @@ def sandbox(
     hang_s: float,
     log_path: Path | None,
     keys: tuple[str, ...],
+    callback_base: str | None,
+    callback_token: str | None,
+    deliver_rate: float,
+    read_rate: float,
+    fail_rate: float,
+    reply_rate: float,
+    receipt_delay_ms: str,
+    push_retry_s: str,
 ) -> None:
     """Run the CAMS simulator on 127.0.0.1 until Ctrl-C."""
+    from campaigner.sim.fate import ReceiptPlan
     from campaigner.sim.faults import FaultPlan, FaultWindow, SimulatorConfig
+    from campaigner.sim.push import PushTarget
     from campaigner.sim.server import run_forever
 
     _setup_logging(False)
@@ -355,8 +420,47 @@ def sandbox(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--fault' / '--window'") from None
+    delays = receipt_delay_ms.split(":")
+    if len(delays) != 2:
+        raise click.BadParameter(
+            f"{receipt_delay_ms!r} is not MIN:MAX", param_hint="'--receipt-delay-ms'"
+        )
+    low, high = (number(v, "'--receipt-delay-ms'", receipt_delay_ms, "MIN and MAX") for v in delays)
+    if low > high:
+        raise click.BadParameter(
+            f"{receipt_delay_ms!r}: MIN is above MAX", param_hint="'--receipt-delay-ms'"
+        )
+    receipts = ReceiptPlan(
+        deliver_rate=deliver_rate,
+        read_rate=read_rate,
+        fail_rate=fail_rate,
+        reply_rate=reply_rate,
+        delay_ms=(low, high),
+    )
+    push = None
+    if callback_base is not None:
+        if not callback_base.startswith(("http://", "https://")):
+            raise click.BadParameter(
+                f"{callback_base!r} is not an http(s) URL", param_hint="'--callback-base'"
+            )
+        if not callback_token:
+            raise click.BadParameter(
+                "give --callback-token or set CAMPAIGNER_CALLBACK_TOKEN",
+                param_hint="'--callback-base'",
+            )
+        retry_s = tuple(
+            number(v, "'--push-retry-s'", push_retry_s, "each delay")
+            for v in push_retry_s.split(",")
+            if v.strip()
+        )
+        push = PushTarget(callback_base, callback_token, retry_s=retry_s)
     config = SimulatorConfig(
-        latency_ms=latency_ms, jitter_ms=jitter_ms, seed=seed, qps_limit=qps_limit, faults=plan
+        latency_ms=latency_ms,
+        jitter_ms=jitter_ms,
+        seed=seed,
+        qps_limit=qps_limit,
+        faults=plan,
+        receipts=receipts,
     )
     if keys:
         config.credentials = pairs(keys, "'--key'", "ID=SECRET")
@@ -373,6 +477,7 @@ def sandbox(
             port,
             log_path,
             on_ready=lambda url: echo(f"CAMS simulator on {url} (Ctrl-C to stop)", err=True),
+            push=push,
         )
     except Exception as exc:
         leaf = meaningful_leaf(exc)

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Literal
 
 from campaigner.limits import MAX_QPS
+from campaigner.sim.fate import ReceiptPlan
 
 __all__ = (
     "BEFORE_ACCEPT",
@@ -115,3 +116,6 @@ class SimulatorConfig:
     expired_security_tokens: frozenset[str] = frozenset()
     host_id: str = "cams.ap-southeast-1.aliyuncs.com"
     validate: bool = True
+    # What happens after acceptance (receipts, ListChatappMessage states); None: every accepted
+    # message stays "success" (sent) in listings and nothing is pushed.
+    receipts: ReceiptPlan | None = None

@@ -10,7 +10,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
@@ -70,6 +70,8 @@ class Simulator:
         self.faults_injected: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()  # error Code → count
         self.log = AcceptedLog(log_path) if log_path is not None else None
+        # Called with each accepted send after it is logged (the receipt pusher's schedule).
+        self.on_accept: list[Callable[[AcceptedSend], None]] = []
         seed = self.config.seed
         # Separate streams so that, e.g., latency draws never shift which request gets a fault.
         self._fault_rng = random.Random(f"{seed}/faults")
@@ -298,10 +300,14 @@ class Simulator:
         self._by_to.setdefault(record.to, []).append(record)
         if self.log is not None:
             self.log.write(record)  # flushed before the answer: what recipients really got
+        for listener in self.on_accept:
+            listener(record)
         return record
 
     def _list(self, params: Mapping[str, str]) -> Reply:
-        found = list_messages(params, self.accepted, self._by_to)
+        found = list_messages(
+            params, self.accepted, self._by_to, self.config.receipts, self.config.seed, time.time()
+        )
         if isinstance(found, ListError):
             return self._error(found.status, found.code, found.message)
         rid = self._request_id()

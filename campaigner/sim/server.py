@@ -19,9 +19,9 @@ from pathlib import Path
 from aiohttp import web
 
 from campaigner.sim.exchange import Hang, Reply, Request
+from campaigner.sim.fate import ReceiptPlan
 from campaigner.sim.faults import SimulatorConfig
 from campaigner.sim.gateway import Pending, Simulator
-from campaigner.sim.fate import ReceiptPlan
 from campaigner.sim.push import Pusher, PushTarget
 
 __all__ = ("run_forever", "serve")
