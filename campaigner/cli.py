@@ -6,6 +6,7 @@ Exit codes: 0 every row sent (or would be); 3 finished but some rows were not;
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -13,7 +14,9 @@ import math
 import os
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -21,9 +24,12 @@ from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.display import (
     ProgressDisplay,
     echo,
+    print_funnel,
     print_preview,
+    print_runs,
     print_send,
     print_tally,
+    print_test_send,
 )
 from campaigner.errors import CampaignerError, meaningful_leaf
 from campaigner.exits import (
@@ -35,10 +41,13 @@ from campaigner.exits import (
     handle_errors,
     terminate,
 )
-from campaigner.limits import MAX_QPS, RECONCILE_GRACE_S
+from campaigner.limits import DEFAULT_RECEIVE_PORT, LIST_QPS, MAX_QPS, RECONCILE_GRACE_S
 from campaigner.runs import private_umask
 from campaigner.statuses import Status
 from campaigner.terminal import printable
+
+if TYPE_CHECKING:
+    from campaigner.options import SendOptions
 
 __all__ = ("cli", "main")
 
@@ -111,6 +120,40 @@ def _check_endpoint(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
+def _check_rate_budget(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A malformed --rate-budget is a usage error, caught before anything is read."""
+    from campaigner.budget import check_budget
+
+    if value is None:
+        return None
+    try:
+        return check_budget(value)
+    except CampaignerError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+rate_budget_opt = click.option(
+    "--rate-budget",
+    metavar="host|local|redis://HOST:PORT/DB",
+    callback=_check_rate_budget,
+    help="Who shares the account's rate: this host's processes (host, the default), this "
+    "process (local) or every process using one Redis. Default: $CAMPAIGNER_RATE_BUDGET, "
+    "else host.",
+)
+
+
+def _parse_at(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """--at: a usage error when it is no time or has passed, before anything is read."""
+    if value is None:
+        return None
+    from campaigner.schedule import parse_at
+
+    try:
+        return parse_at(value)
+    except CampaignerError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _want_xlsx(report_format: str) -> bool | None:
     return None if report_format == "auto" else report_format == "xlsx"
 
@@ -120,22 +163,35 @@ def _want_xlsx(report_format: str) -> bool | None:
 @input_opt
 @out_opt
 @format_opt
+@click.option(
+    "--only-new",
+    is_flag=True,
+    help="Show as already_sent the rows an earlier run of the campaign sent the same call.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @handle_errors
 def preview(
-    campaign_file: Path, input_path: Path | None, out: Path, report_format: str, as_json: bool
+    campaign_file: Path,
+    input_path: Path | None,
+    out: Path,
+    report_format: str,
+    only_new: bool,
+    as_json: bool,
 ) -> None:
     """Validate and render every row and write the preview report; send nothing."""
     from campaigner import api
 
     _setup_logging(False)
-    options = api.PreviewOptions(campaign_file, input_path, out, _want_xlsx(report_format))
+    options = api.PreviewOptions(
+        campaign_file, input_path, out, _want_xlsx(report_format), only_new=only_new
+    )
     result = api.preview(options, say=_say)
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary()}))
     else:
         print_preview(result)
-    sys.exit(EXIT_OK if result.would_send == result.tally.rows else EXIT_INCOMPLETE)
+    complete = result.would_send + result.held == result.tally.rows
+    sys.exit(EXIT_OK if complete else EXIT_INCOMPLETE)
 
 
 # -- send -------------------------------------------------------------------------------
@@ -179,6 +235,31 @@ def _confirm(question: str) -> bool:
     is_flag=True,
     help="Send a campaign file and list that an earlier run already sent (--yes does not).",
 )
+@click.option(
+    "--only-new",
+    is_flag=True,
+    help="Send only the calls no earlier run of the campaign sent (the workspace ledger).",
+)
+@rate_budget_opt
+@click.option(
+    "--at",
+    metavar="TIME",
+    callback=_parse_at,
+    help="Send at this time, ISO 8601 (2026-12-01T09:00+08:00; no offset: local time); "
+    "everything is checked now, then the run waits in state scheduled.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    help="Send only the first N valid rows, then stop; --resume sends the rest.",
+)
+@click.option(
+    "--test-to",
+    "test_to",
+    metavar="NUMBER[,NUMBER...]",
+    help="Send the first valid row's message to these numbers only (at most 5) and print "
+    "CAMS's answers; no run is recorded.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @handle_errors
@@ -194,12 +275,21 @@ def send(
     resume: Path | None,
     resend_unknown: bool,
     again: bool,
+    only_new: bool,
+    rate_budget: str | None,
+    at: datetime | None,
+    limit: int | None,
+    test_to: str | None,
     as_json: bool,
     verbose: bool,
 ) -> None:
     """Validate every row, then send the valid ones and write the report."""
     if resend_unknown and resume is None:
         raise click.UsageError("--resend-unknown works only with --resume RUN_DIR")
+    if test_to is not None and (resume or at or limit or only_new):
+        raise click.UsageError(
+            "--test-to sends a test only: no --resume, --at, --limit or --only-new"
+        )
     from campaigner import api
 
     _setup_logging(verbose)
@@ -215,7 +305,13 @@ def send(
         xlsx=_want_xlsx(report_format),
         again=again,
         sandbox=sandbox,
+        only_new=only_new,
+        rate_budget=rate_budget,
+        at=at,
+        limit=limit,
     )
+    if test_to is not None:
+        _test_send(options, test_to.split(","), as_json=as_json)
     progress = ProgressDisplay(live=sys.stderr.isatty() and not as_json)
     try:
         result = api.send(options, progress, confirm=_confirm, say=_say)
@@ -491,6 +587,31 @@ def sandbox(
         ) from None
 
 
+# -- serve ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="The workspace: run folders (the CLI's too) and the web app's drafts.",
+)
+@click.option("--sandbox", is_flag=True, help="Send to a built-in CAMS simulator (the demo).")
+@handle_errors
+def serve(host: str, port: int, out: Path, sandbox: bool) -> None:
+    """The web app: upload, preview, test, send, watch and download, in a browser."""
+    from campaigner.web.serve import serve as run_web
+
+    _setup_logging(False)
+    run_web(
+        host=host, port=port, out=out, sandbox=sandbox, say=echo, warn=lambda m: echo(m, err=True)
+    )
+
+
 # -- report and reconcile ---------------------------------------------------------------
 
 run_dir_arg = click.argument(
@@ -510,6 +631,8 @@ def report(run_dir: Path, report_format: str) -> None:
     result = api.report(api.ReportOptions(run_dir, _want_xlsx(report_format)))
     echo(f"Report of {run_dir}")
     print_tally(result.tally, head=Status.SENT)
+    if result.tally.delivery is not None:
+        print_funnel(result.tally.delivery.as_dict())
     echo("Report: " + ", ".join(str(p) for p in result.paths))
     sys.exit(EXIT_OK if result.all_sent else EXIT_INCOMPLETE)
 
@@ -530,13 +653,14 @@ def report(run_dir: Path, report_format: str) -> None:
     show_default=True,
     help="Only call a message unsent once this long has passed since its request.",
 )
+@rate_budget_opt
 @handle_errors
-def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
+def reconcile(run_dir: Path, endpoint: str, grace_s: float, rate_budget: str | None) -> None:
     """Settle 'unknown' rows by looking them up with ListChatappMessage."""
     from campaigner import api
 
     _setup_logging(False)
-    options = api.ReconcileOptions(run_dir, endpoint, grace_s)
+    options = api.ReconcileOptions(run_dir, endpoint, grace_s, rate_budget=rate_budget)
     result = api.reconcile(options, say=_say)
     if result.interrupted:
         echo(f"{result.interrupted} rows were in flight when the run stopped: looked up")
@@ -547,6 +671,293 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float) -> None:
     )
     print_tally(result.tally, head=Status.SENT)
     sys.exit(EXIT_OK if result.settled else EXIT_INCOMPLETE)
+
+
+@cli.command()
+@run_dir_arg
+@click.option(
+    "--endpoint",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    callback=_check_endpoint,
+    help="CAMS endpoint; plain http:// only for a loopback simulator.",
+)
+@click.option(
+    "--qps",
+    type=click.IntRange(1, LIST_QPS),
+    default=LIST_QPS,
+    show_default=True,
+    help="Lookups per second (their own budget, apart from sends).",
+)
+@rate_budget_opt
+@handle_errors
+def status(run_dir: Path, endpoint: str, qps: int, rate_budget: str | None) -> None:
+    """Ask ListChatappMessage how far the sent rows without a final receipt got, store
+    the answers as receipts, and rebuild the report."""
+    from campaigner import api
+
+    _setup_logging(False)
+    options = api.StatusOptions(run_dir, endpoint, qps, rate_budget=rate_budget)
+    result = api.status(options, say=_say)
+    if result.cannot_look_up:
+        echo(
+            f"{result.cannot_look_up:,} sent rows have no final receipt, but {result.channel} "
+            "messages cannot be looked up (ListChatappMessage lists WhatsApp and Viber only): "
+            "only pushed receipts can tell"
+        )
+    else:
+        found = ", ".join(f"{state} {n:,}" for state, n in sorted(result.found.items()))
+        echo(
+            f"Looked up {result.unsettled:,} sent rows without a final receipt in "
+            f"{result.requests:,} requests: {found or 'none listed'}"
+            + (f"; not listed {result.not_listed:,}" if result.not_listed else "")
+            + (f"; unreadable status {result.unreadable:,}" if result.unreadable else "")
+            + (f"; {result.failed_windows:,} windows failed" if result.failed_windows else "")
+        )
+    print_tally(result.tally, head=Status.SENT)
+    if result.tally.delivery is not None:
+        print_funnel(result.tally.delivery.as_dict())
+    echo("Report: " + ", ".join(str(p) for p in result.paths))
+    sys.exit(EXIT_OK if result.complete else EXIT_INCOMPLETE)
+
+
+workspace_opt = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="The workspace (send's --out folder): its receipts.sqlite holds receipts and opt-outs.",
+)
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; for any other than loopback put TLS (a reverse proxy) in front.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_RECEIVE_PORT,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@workspace_opt
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@handle_errors
+def receive(host: str, port: int, out: Path, verbose: bool) -> None:
+    """Receive CAMS delivery receipts and inbound messages (HTTP callbacks) until stopped.
+
+    The URLs end with $CAMPAIGNER_CALLBACK_TOKEN (at least 16 characters)."""
+    from campaigner.receipts.serve import Listening, run_receiver
+
+    _setup_logging(verbose)
+
+    def ready(where: Listening) -> None:
+        echo(
+            f"Receiving on {where.status_url} and {where.inbound_url} "
+            f"(<token> = $CAMPAIGNER_CALLBACK_TOKEN); storing in {where.store}"
+        )
+        if not where.loopback:
+            _say(
+                f"warning: plain HTTP on {host}: put TLS in front (a reverse proxy), "
+                "the token travels in the URL"
+            )
+
+    token = os.environ.get("CAMPAIGNER_CALLBACK_TOKEN")
+    try:
+        run_receiver(out, token, host=host, port=port, on_ready=ready)
+    except KeyboardInterrupt:
+        echo("Stopped; every receipt answered 200 is stored")
+
+
+@cli.group()
+def suppress() -> None:
+    """The workspace's suppression list: numbers that opted out are sent nothing."""
+
+
+sender_opt = click.option(
+    "--sender",
+    metavar="NUMBER",
+    help="The business number it applies to (default: every sender number).",
+)
+numbers_arg = click.argument("numbers", nargs=-1, required=True)
+
+
+@suppress.command("add")
+@numbers_arg
+@workspace_opt
+@sender_opt
+@click.option("--reason", default="added by hand", show_default=True, help="Why, for the report.")
+@handle_errors
+def suppress_add(numbers: tuple[str, ...], out: Path, sender: str | None, reason: str) -> None:
+    """Suppress NUMBERS (international format: +86 138 0000 0001)."""
+    from campaigner import optouts
+
+    count = optouts.add(out, numbers, sender, reason)
+    echo(f"Suppressed {count} number(s) for {sender or 'every sender number'}")
+
+
+@suppress.command("remove")
+@numbers_arg
+@workspace_opt
+@sender_opt
+@handle_errors
+def suppress_remove(numbers: tuple[str, ...], out: Path, sender: str | None) -> None:
+    """Lift the suppression of NUMBERS (without --sender: for every sender number)."""
+    from campaigner import optouts
+
+    count = optouts.remove(out, numbers, sender)
+    echo(f"Lifted {count} number(s) for {sender or 'every sender number'}")
+
+
+@suppress.command("list")
+@workspace_opt
+@sender_opt
+@handle_errors
+def suppress_list(out: Path, sender: str | None) -> None:
+    """Show the suppressions in force: number, sender number (* = every), since, source, why."""
+    from campaigner import optouts
+
+    found = optouts.listing(out, sender)
+    for entry in found:
+        echo(
+            f"{entry.recipient:<16} {entry.business:<16} {optouts.since_text(entry.since_ms)}  "
+            f"{entry.source:<8} {entry.reason}"
+        )
+    _say(f"{len(found)} suppressed")
+
+
+@suppress.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@workspace_opt
+@sender_opt
+@click.option("--reason", help="Why, for the report (default: imported from FILE).")
+@handle_errors
+def suppress_import(file: Path, out: Path, sender: str | None, reason: str | None) -> None:
+    """Suppress every number of a CSV FILE (column recipient/phone/number/to, else the first)."""
+    from campaigner import optouts
+
+    result = optouts.import_file(out, file, sender, reason)
+    for line, why in result.examples:
+        _say(f"line {line} skipped: {why}")
+    echo(f"Suppressed {result.added} number(s) from {file}; {result.skipped} line(s) skipped")
+
+
+@suppress.command("export")
+@workspace_opt
+@sender_opt
+@handle_errors
+def suppress_export(out: Path, sender: str | None) -> None:
+    """Write the suppressions in force as CSV to stdout (import reads it back)."""
+    from campaigner import optouts
+
+    count = optouts.export_csv(out, sender, sys.stdout)
+    _say(f"{count} suppressed")
+
+
+# -- operator controls: test send, runs, cancel, retry ----------------------------------------
+
+
+def _test_send(options: SendOptions, numbers: list[str], *, as_json: bool) -> NoReturn:
+    from campaigner import api
+
+    answers = api.test_send(options, numbers, say=_say)
+    if as_json:
+        click.echo(json.dumps({"test_send": [dataclasses.asdict(a) for a in answers]}))
+    else:
+        print_test_send(answers)
+    sys.exit(EXIT_OK if all(a.sent for a in answers) else EXIT_INCOMPLETE)
+
+
+@cli.command()
+@out_opt
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON lines.")
+@handle_errors
+def runs(out: Path, as_json: bool) -> None:
+    """List the runs in --out with their state and rows."""
+    from campaigner import api
+
+    found = api.list_runs(out)
+    if not as_json:
+        print_runs(found)
+        return
+    for run in found:
+        click.echo(json.dumps(dataclasses.asdict(run), default=str))
+
+
+@cli.command()
+@run_dir_arg
+@handle_errors
+def cancel(run_dir: Path) -> None:
+    """Cancel a scheduled run (send --at) before it sends anything."""
+    from campaigner import api
+
+    info = api.cancel_run(run_dir)
+    echo(f"cancelled {info.run_dir}: nothing was sent; its report lists every row not_attempted")
+
+
+@cli.command()
+@run_dir_arg
+@click.option(
+    "--codes",
+    metavar="CODE[,CODE...]",
+    help="Retry rows that failed with these codes (exact, or Prefix.*) instead of the "
+    "retriable ones (throttling and system errors).",
+)
+@click.option(
+    "--endpoint",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    callback=_check_endpoint,
+    help="CAMS endpoint; plain http:// only for a loopback simulator.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the new run (default: the folder of RUN_DIR).",
+)
+@click.option("--qps", type=click.IntRange(1, MAX_QPS), help=f"Requests per second (≤ {MAX_QPS}).")
+@click.option("--yes", "-y", is_flag=True, help="Retry without asking.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@handle_errors
+def retry(
+    run_dir: Path,
+    codes: str | None,
+    endpoint: str,
+    out: Path | None,
+    qps: int | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """A new run that sends again the rows of RUN_DIR that failed with a retriable code."""
+    from campaigner import api
+
+    _setup_logging(False)
+    progress = ProgressDisplay(live=sys.stderr.isatty() and not as_json)
+    try:
+        result = api.retry(
+            run_dir,
+            codes.split(",") if codes is not None else None,
+            progress,
+            endpoint=endpoint,
+            out=out,
+            qps=qps,
+            yes=yes,
+            confirm=_confirm,
+            say=_say,
+        )
+    finally:
+        progress.close()
+    Stage.after_stop = f"the run had finished: {result.run_dir / 'report.csv'}"
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary}))
+    else:
+        echo(f"Retry of {run_dir}:")
+        print_send(result)
+    sys.exit(EXIT_OK if result.all_sent else EXIT_INCOMPLETE)
 
 
 def main(args: list[str] | None = None) -> None:

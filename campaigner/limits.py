@@ -8,27 +8,42 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = (
+    "CALLBACK_TOKEN_MIN_CHARS",
     "CONNECT_TIMEOUT_S",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_OUTAGE_LIMIT_S",
+    "DEFAULT_RECEIVE_PORT",
     "DEFAULT_TIMEOUT_S",
     "MAX_CAMPAIGN_BYTES",
     "EXCEL_MAX_CELL_CHARS",
     "EXCEL_MAX_COLUMNS",
     "EXCEL_MAX_ROWS",
+    "LIST_QPS",
     "MAX_QPS",
+    "RECEIPT_BODY_MAX_BYTES",
+    "RECEIPT_BODY_TIMEOUT_S",
+    "RECEIPT_KEEP_ALIVE_S",
     "RECONCILE_GRACE_S",
     "column_letter",
 )
 
 # -- the API and the send ------------------------------------------------------------------
 MAX_QPS: Final = 250  # SendChatappMessage's per-account limit (requests per second)
+# ListChatappMessage (reconcile, status): a lookup API; its own budget, far below sending's.
+LIST_QPS: Final = 10
 DEFAULT_MAX_ATTEMPTS: Final = 5  # attempts for answers that provably were not accepted
 DEFAULT_TIMEOUT_S: Final = 15.0  # read timeout per request; a timeout is an `unknown` outcome
 CONNECT_TIMEOUT_S: Final = 5.0  # connecting to CAMS
 DEFAULT_OUTAGE_LIMIT_S: Final = 300.0  # give up (resumable) when CAMS stays unreachable this long
 # Reconcile calls a message unsent only this long after its request (the list can lag).
 RECONCILE_GRACE_S: Final = 600.0
+
+# -- the receipt receiver -----------------------------------------------------------------
+RECEIPT_BODY_MAX_BYTES: Final = 1 << 20  # one pushed body; above it the answer is 413
+RECEIPT_BODY_TIMEOUT_S: Final = 10.0  # a body must arrive within this (slow uploads: 408)
+RECEIPT_KEEP_ALIVE_S: Final = 5.0  # an idle keep-alive connection is closed after this
+CALLBACK_TOKEN_MIN_CHARS: Final = 16  # the callback path's token: unguessable, or no start
+DEFAULT_RECEIVE_PORT: Final = 8787
 
 # -- the campaign file ---------------------------------------------------------------------
 MAX_CAMPAIGN_BYTES: Final = 1 << 20  # a campaign is a page of TOML; more is a wrong file

@@ -131,7 +131,9 @@ def test_manual_add_for_any_business_and_list(store: ReceiptStore) -> None:
 
 
 def test_import_many(store: ReceiptStore) -> None:
-    count = store.add_suppressions([(BUSINESS, f"86138{i:08d}", "imported") for i in range(500)])
+    count = store.add_suppressions(
+        [(BUSINESS, f"86138{i:08d}", "imported", None) for i in range(500)]
+    )
     assert count == 500
     found = store.suppressed(BUSINESS)
     assert len(found) == 500

@@ -203,23 +203,26 @@ class ReceiptStore:
         self, business: str, recipient: str, reason: str, source: str = "manual"
     ) -> None:
         """Suppress ``recipient`` for ``business`` (``*`` or empty: every business) from now."""
-        self._manual(((business, recipient, reason),), Action.ADD, source)
+        self._manual(((business, recipient, reason, None),), Action.ADD, source)
 
     def add_suppressions(
-        self, entries: Iterable[tuple[str, str, str]], source: str = "import"
+        self, entries: Iterable[tuple[str, str, str, int | None]], source: str = "import"
     ) -> int:
-        """Many (business, recipient, reason) at once, one transaction; how many were given."""
+        """Many (business, recipient, reason, since_ms or None for now) in one transaction;
+        how many were given."""
         return self._manual(entries, Action.ADD, source)
 
     def remove_suppression(self, business: str, recipient: str) -> None:
         """Lift ``recipient``'s suppression for ``business`` (``*`` or empty: every business)."""
-        self._manual(((business, recipient, "removed by hand"),), Action.REMOVE, "manual")
+        self._manual(((business, recipient, "removed by hand", None),), Action.REMOVE, "manual")
 
-    def _manual(self, entries: Iterable[tuple[str, str, str]], action: Action, source: str) -> int:
+    def _manual(
+        self, entries: Iterable[tuple[str, str, str, int | None]], action: Action, source: str
+    ) -> int:
         now = _now_ms()
         rows = [
-            (_business_key(business), phone_key(recipient), action.value, now, reason, source)
-            for business, recipient, reason in entries
+            (_business_key(business), phone_key(recipient), action.value, at or now, reason, source)
+            for business, recipient, reason, at in entries
         ]
         rows = [row for row in rows if row[1]]
         with self._transaction() as db:
