@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import secrets
 import socket
@@ -83,14 +82,10 @@ class ReceiverThread:
         self._sock.close()
 
 
-def _default_receiver(workspace: Path, token: str) -> Receiver | None:
-    # Looked up by name until the receiver module lands; without it nothing is pushed.
-    try:
-        module = importlib.import_module("campaigner.receipts.receiver")
-    except ImportError:
-        return None
-    app: Receiver = module.receiver_app(workspace, token)
-    return app
+def _default_receiver(workspace: Path, token: str) -> Receiver:
+    from campaigner.receipts.receiver import receiver_app
+
+    return receiver_app(workspace, token)
 
 
 @contextlib.asynccontextmanager
