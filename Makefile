@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps demo preview test lint stress bench clean
+.PHONY: setup sysdeps demo preview serve test lint stress bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ setup: $(STAMP)
 # has invalid rows on purpose, so campaigner exits 3 ("finished, some rows not sent").
 demo: $(STAMP)
 	$(BIN)/campaigner send sample_data/whatsapp_template.toml --sandbox --yes || [ $$? -eq 3 ]
+
+# The web app with sends going to the built-in simulator; it prints its address and, at the
+# first start without CAMPAIGNER_WEB_PASSWORD, the password to sign in with.
+serve: $(STAMP)
+	$(BIN)/campaigner serve --sandbox --out reports
 
 preview: $(STAMP)
 	$(BIN)/campaigner preview sample_data/whatsapp_template.toml || [ $$? -eq 3 ]

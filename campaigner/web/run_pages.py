@@ -1,0 +1,240 @@
+"""The campaigns list and the run pages: live state and counts (server-sent events), Pause,
+Resume, Cancel, Reconcile, and the report downloads at any time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from campaigner import api
+from campaigner.cams import DEFAULT_ENDPOINT
+from campaigner.errors import CampaignerError
+from campaigner.web.context import Web, page, redirect, signed_in, web
+from campaigner.web.workspace import RunInfo, read_json
+
+__all__ = ("routes", "run_status")
+
+_EVENT_EVERY_S = 0.5  # the run page updates at least once a second
+_CHART_POINTS = 300
+_ACTIVE_STATES = ("sending", "scheduled")
+
+
+def _counts(info: RunInfo) -> dict[str, int]:
+    remaining = info.count("pending") + info.count("intent")
+    return {
+        "sent": info.count("sent"),
+        "failed": info.count("failed"),
+        "unknown": info.count("unknown"),
+        "remaining": 0 if info.state == "done" else remaining,
+    }
+
+
+def _funnel(run_dir: Path) -> dict[str, int]:
+    """The delivery funnel as the run's last report counted it (summary.json)."""
+    delivery = read_json(run_dir / "summary.json").get("delivery")
+    delivery = delivery if isinstance(delivery, dict) else {}
+    return {k: int(delivery.get(k) or 0) for k in ("delivered", "read", "replied", "failed")}
+
+
+def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
+    """A run's state and figures now: this server's live progress for its own sends, the
+    journal for any other (a CLI run, a finished one)."""
+    info = app.workspace.info(run_id)
+    if info is None:
+        return None
+    active = app.runner.active(run_id)
+    state, counts = info.state, _counts(info)
+    rate, eta, history, error = 0.0, None, [], None
+    notices: list[str] = []
+    if active is not None:
+        state = "sending" if not active.finished.is_set() else active.state
+        if active.finished.is_set() and state == "stopped" and info.state == "done":
+            state = "done"
+        progress = active.progress
+        if progress is not None and not active.finished.is_set():
+            counts["remaining"] = max(progress.total - progress.done, 0)
+        rate = active.rate()
+        if rate > 0 and counts["remaining"]:
+            eta = round(counts["remaining"] / rate)
+        history = list(active.history)[-_CHART_POINTS:]
+        error = active.error
+        notices = list(active.notices)
+    else:
+        error = app.workspace.web_state(run_id).get("error")
+    return {
+        "run": run_id,
+        "name": info.name,
+        "state": state,
+        "counts": counts,
+        "rate": round(rate, 1),
+        "eta": eta,
+        "funnel": _funnel(info.run_dir),
+        "history": history,
+        "error": error,
+        "notices": notices,
+        "destination": info.meta.get("destination", ""),
+        "resumable": state in ("paused", "stopped", "interrupted"),
+    }
+
+
+@signed_in
+async def campaigns(request: Request) -> Response:
+    app = web(request)
+    runs = await anyio.to_thread.run_sync(app.workspace.runs)
+    rows = []
+    for info in runs:
+        active = app.runner.active(info.run_id)
+        state = info.state
+        if active is not None:
+            state = "sending" if not active.finished.is_set() else active.state
+        rows.append((info, state, _counts(info)))
+    return page(request, "campaigns.html", runs=rows)
+
+
+def _run_id(request: Request) -> str:
+    value: str = request.path_params["run"]
+    return value
+
+
+@signed_in
+async def run_page(request: Request) -> Response:
+    status = await anyio.to_thread.run_sync(run_status, web(request), _run_id(request))
+    if status is None:
+        return PlainTextResponse("no such run", 404)
+    message = request.query_params.get("error")
+    return page(request, "run.html", run=status, message=message)
+
+
+@signed_in
+async def run_events(request: Request) -> Response:
+    app, run_id = web(request), _run_id(request)
+    if app.workspace.run_dir(run_id) is None:
+        return PlainTextResponse("no such run", 404)
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        while True:
+            status = await anyio.to_thread.run_sync(run_status, app, run_id)
+            if status is None:
+                return
+            yield f"data: {json.dumps(status)}\n\n"
+            await anyio.sleep(_EVENT_EVERY_S)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _after(request: Request, problem: str | None) -> Response:
+    run_id = _run_id(request)
+    if problem is None:
+        return redirect(f"/runs/{run_id}")
+    status = await anyio.to_thread.run_sync(run_status, web(request), run_id)
+    if status is None:
+        return PlainTextResponse("no such run", 404)
+    return page(request, "run.html", status=409, run=status, message=problem)
+
+
+@signed_in
+async def pause(request: Request) -> Response:
+    ok = web(request).runner.stop(_run_id(request), "paused")
+    return await _after(request, None if ok else "Only a run this server is sending can pause.")
+
+
+@signed_in
+async def cancel(request: Request) -> Response:
+    ok = web(request).runner.stop(_run_id(request), "cancelled")
+    return await _after(request, None if ok else "Only a run this server is sending can cancel.")
+
+
+@signed_in
+async def resume(request: Request) -> Response:
+    app, run_id = web(request), _run_id(request)
+    try:
+        run = app.runner.resume(run_id)
+    except CampaignerError as exc:
+        return await _after(request, str(exc))
+    await anyio.to_thread.run_sync(run.control.started.wait, 900.0)
+    return await _after(request, run.error if run.control.run_dir is None else None)
+
+
+@signed_in
+async def reconcile(request: Request) -> Response:
+    app, run_id = web(request), _run_id(request)
+    run_dir = app.workspace.run_dir(run_id)
+    if run_dir is None:
+        return PlainTextResponse("no such run", 404)
+    options = api.ReconcileOptions(run_dir, app.runner.endpoint or DEFAULT_ENDPOINT)
+    try:
+        result = await anyio.to_thread.run_sync(lambda: api.reconcile(options))
+    except CampaignerError as exc:
+        return await _after(request, str(exc))
+    app.workspace.set_web_state(
+        run_id,
+        error=f"Reconciled: {result.found_sent} found sent, {result.not_sent} not sent, "
+        f"{result.still_unknown} still unknown, {result.lookup_errors} lookups failed.",
+    )
+    return await _after(request, None)
+
+
+async def _download(request: Request, name: str, media_type: str) -> Response:
+    """The report as of now: rebuilt from input and journal unless the run is over and it
+    is there (a rebuild while the run sends is what `campaigner report` does)."""
+    app, run_id = web(request), _run_id(request)
+    info = await anyio.to_thread.run_sync(app.workspace.info, run_id)
+    if info is None:
+        return PlainTextResponse("no such run", 404)
+    path = info.run_dir / name
+    active = app.runner.active(run_id)
+    live = info.state in _ACTIVE_STATES or (active is not None and not active.finished.is_set())
+    if live or not path.is_file():
+        options = api.ReportOptions(info.run_dir, True if name.endswith(".xlsx") else None)
+        async with app.report_lock(run_id):
+            try:
+                await anyio.to_thread.run_sync(lambda: api.report(options))
+            except CampaignerError as exc:
+                return PlainTextResponse(f"the report cannot be rebuilt: {exc}", 409)
+    if not path.is_file():
+        return PlainTextResponse("this run has no such report", 404)
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=name,
+        content_disposition_type="attachment",
+    )
+
+
+@signed_in
+async def report_csv(request: Request) -> Response:
+    return await _download(request, "report.csv", "text/csv")
+
+
+@signed_in
+async def report_xlsx(request: Request) -> Response:
+    return await _download(
+        request,
+        "report.xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+
+
+routes = [
+    Route("/", campaigns, methods=["GET"]),
+    Route("/runs/{run}", run_page, methods=["GET"]),
+    Route("/runs/{run}/events", run_events, methods=["GET"]),
+    Route("/runs/{run}/pause", pause, methods=["POST"]),
+    Route("/runs/{run}/resume", resume, methods=["POST"]),
+    Route("/runs/{run}/cancel", cancel, methods=["POST"]),
+    Route("/runs/{run}/reconcile", reconcile, methods=["POST"]),
+    Route("/runs/{run}/report.csv", report_csv, methods=["GET"]),
+    Route("/runs/{run}/report.xlsx", report_xlsx, methods=["GET"]),
+]

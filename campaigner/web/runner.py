@@ -1,0 +1,203 @@
+"""Sends the web app runs: each ``api.send`` in its own thread (its own event loop), with
+a ``RunControl`` for Pause and Cancel, and the latest progress kept for the run page.
+
+Pause stops taking new rows (the requests in flight finish and are journaled); Resume is
+``--resume`` of the same run folder, so a resumed run never sends a row twice. What the
+web app knows of a run (sending, paused, cancelled) is kept in the workspace, so that
+after a restart (even after kill -9) the runs that were sending continue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from campaigner import api
+from campaigner.cams import DEFAULT_ENDPOINT
+from campaigner.errors import CampaignerError, RunStopped
+from campaigner.web.workspace import Workspace, lock_held
+
+__all__ = ("ActiveRun", "Runner")
+
+log = logging.getLogger(__name__)
+
+# Why a web run stopped -> its state; any other stop (server shutting down) leaves it
+# "sending" in the workspace, so the next start resumes it.
+_STOPS = {"paused": "paused", "cancelled": "cancelled"}
+SERVER_STOPPING = "server stopping"
+_HISTORY = 600  # progress points kept for the chart (one a second: ten minutes)
+
+
+@dataclass
+class ActiveRun:
+    """A send this process started (or is starting)."""
+
+    control: api.RunControl
+    started_at: float = field(default_factory=time.monotonic)
+    state: str = "sending"
+    progress: api.SendProgress | None = None
+    error: str | None = None
+    notices: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    history: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
+    finished: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def on_progress(self, progress: api.SendProgress) -> None:
+        self.progress = progress
+        now = time.monotonic() - self.started_at
+        if not self.history or now - self.history[-1][0] >= 1.0:
+            self.history.append((round(now, 1), progress.sent, progress.failed))
+
+    def rate(self) -> float:
+        """Messages per second over the last ten seconds or so."""
+        if len(self.history) < 2:
+            return 0.0
+        recent = list(self.history)[-11:]
+        (t0, s0, f0), (t1, s1, f1) = recent[0], recent[-1]
+        return (s1 + f1 - s0 - f0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class Runner:
+    """The runs this server sends; ``recover`` resumes the ones a dead server left."""
+
+    def __init__(self, workspace: Workspace, *, sandbox: bool, endpoint: str | None = None):
+        self.workspace = workspace
+        self.sandbox = sandbox
+        self.endpoint = endpoint
+        self._lock = threading.Lock()
+        self._runs: dict[str, ActiveRun] = {}  # by run id, once the run folder exists
+        self._starting: list[ActiveRun] = []
+
+    def active(self, run_id: str) -> ActiveRun | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def options(
+        self, campaign_file: Path, input_path: Path | None, resume: Path | None
+    ) -> api.SendOptions:
+        # yes: the user confirmed the figures on the preview page (an earlier run of the
+        # same campaign and list is still refused: that takes `--again` on the CLI).
+        return api.SendOptions(
+            campaign_file,
+            input_path,
+            out=self.workspace.out,
+            endpoint=self.endpoint or DEFAULT_ENDPOINT,
+            yes=True,
+            resume=resume,
+            sandbox=self.sandbox,
+        )
+
+    def start(
+        self, campaign_file: Path, input_path: Path | None, *, resume: Path | None = None
+    ) -> ActiveRun:
+        """Start a send in a new thread; the caller waits on ``control.started`` or
+        ``finished`` to learn the run folder or the error."""
+        options = self.options(campaign_file, input_path, resume)
+        run = ActiveRun(api.RunControl())
+        with self._lock:
+            self._starting.append(run)
+        run.thread = threading.Thread(
+            target=self._send, args=(run, options), name="campaigner-send", daemon=True
+        )
+        run.thread.start()
+        return run
+
+    def resume(self, run_id: str) -> ActiveRun:
+        """``--resume`` of a run folder, with the campaign file it recorded."""
+        info = self.workspace.info(run_id)
+        if info is None:
+            raise CampaignerError("no such run")
+        if self.active(run_id) is not None and info.state == "sending":
+            raise CampaignerError("the run is sending already")
+        campaign = info.meta.get("campaign_path")
+        if not campaign or not Path(campaign).is_file():
+            raise CampaignerError(
+                f"the campaign file this run was started with ({campaign or 'none recorded'}) "
+                "is gone; resume it from the command line with `campaigner send CAMPAIGN_FILE "
+                f"--resume {info.run_dir}`"
+            )
+        self.workspace.set_web_state(run_id, state="sending")
+        return self.start(Path(campaign), None, resume=info.run_dir)
+
+    def stop(self, run_id: str, reason: str) -> bool:
+        """Pause or cancel a run this server sends (False: it sends no such run)."""
+        run = self.active(run_id)
+        if run is None or run.finished.is_set():
+            return False
+        self.workspace.set_web_state(run_id, state=_STOPS[reason])
+        run.control.stop(reason)
+        return True
+
+    def _send(self, run: ActiveRun, options: api.SendOptions) -> None:
+        state, error = "done", None
+        watcher = threading.Thread(target=self._register, args=(run,), daemon=True)
+        watcher.start()
+        try:
+            result = api.send(
+                options,
+                run.on_progress,
+                say=run.notices.append,
+                control=run.control,
+            )
+            if result.stop_reason is not None:
+                state = _STOPS.get(result.stop_reason, "stopped")
+        except RunStopped as exc:
+            state, error = "stopped", str(exc)
+        except CampaignerError as exc:
+            state, error = "stopped", str(exc)
+        except Exception as exc:  # a bug: the run page says so, the server goes on
+            log.exception("the send failed")
+            state, error = "stopped", f"internal error: {type(exc).__name__}"
+        run.error = error
+        run.state = state
+        run.finished.set()
+        run.control.started.set()  # wakes whoever waits for the run folder
+        if run.control.run_dir is not None and run.control.reason != SERVER_STOPPING:
+            self.workspace.set_web_state(run.control.run_dir.name, state=state, error=error)
+        with self._lock:
+            if run in self._starting:
+                self._starting.remove(run)
+
+    def _register(self, run: ActiveRun) -> None:
+        run.control.started.wait()
+        run_dir = run.control.run_dir
+        if run_dir is None:
+            return
+        with self._lock:
+            self._runs[run_dir.name] = run
+            if run in self._starting:
+                self._starting.remove(run)
+        if not run.finished.is_set():
+            self.workspace.set_web_state(run_dir.name, state="sending")
+
+    def recover(self) -> list[str]:
+        """Resume the runs a previous server was sending when it died (journal not
+        finished, no lock held): by the ``--resume`` rules, nothing is sent twice."""
+        resumed = []
+        for run_id in self.workspace.run_ids():
+            if self.workspace.web_state(run_id).get("state") != "sending":
+                continue
+            info = self.workspace.info(run_id)
+            if info is None or info.meta.get("finished") == "yes" or lock_held(info.run_dir):
+                continue
+            try:
+                self.resume(run_id)
+            except CampaignerError as exc:
+                self.workspace.set_web_state(run_id, state="stopped", error=str(exc))
+                continue
+            resumed.append(run_id)
+        return resumed
+
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Stop every run gracefully (the requests in flight finish); they stay 'sending'
+        in the workspace, so the next start resumes them."""
+        with self._lock:
+            runs = [*self._runs.values(), *self._starting]
+        for run in runs:
+            run.control.stop(SERVER_STOPPING)
+        deadline = time.monotonic() + timeout_s
+        for run in runs:
+            run.finished.wait(max(deadline - time.monotonic(), 0.0))

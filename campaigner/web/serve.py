@@ -1,0 +1,104 @@
+"""``campaigner serve``: the web app on uvicorn until a signal stops it.
+
+The socket is bound and listening before anything is printed, so the printed address (a
+free port for ``--port 0``) already takes connections. uvicorn's access log is off: paths
+carry run names and, for receipts, the callback token."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from campaigner.errors import CampaignerError
+from campaigner.web.app import create_app
+from campaigner.web.auth import PASSWORD_ENV
+from campaigner.web.context import Web
+
+__all__ = ("is_loopback", "serve")
+
+_BACKLOG = 1024
+_GRACEFUL_S = 5  # open event streams are closed after this at shutdown
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CampaignerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        hint = " (--port 0 picks a free one)" if exc.errno == 98 else ""
+        raise CampaignerError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
+        ) from None
+    return sock
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    out: Path,
+    sandbox: bool,
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> None:
+    """Serve until SIGINT/SIGTERM; ``say`` the address (and a generated password, once)."""
+    import uvicorn
+
+    web = Web(out, sandbox=sandbox)
+    app = create_app(web)
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(
+        app,
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=_GRACEFUL_S,
+    )
+    try:
+        if not is_loopback(host):
+            warn(
+                f"warning: listening on {host}, not only this machine: put a TLS proxy "
+                "(https) in front, or passwords and reports cross the network in clear"
+            )
+        say(f"campaigner web: http://{shown}:{bound_port}/")
+        if web.password.generated:
+            say(f"password: {web.password.generated}")
+        if os.environ.get(PASSWORD_ENV) is None and not web.password.generated:
+            warn(f"sign in with the password printed at the first start (or set {PASSWORD_ENV})")
+        # uvicorn handles SIGINT/SIGTERM (runs stop gracefully), then raises the signal again
+        # for the handlers it found: a no-op, so that the stop is a clean exit.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _ignore)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
