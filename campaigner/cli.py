@@ -709,7 +709,8 @@ def status(run_dir: Path, endpoint: str, qps: int, rate_budget: str | None) -> N
         found = ", ".join(f"{state} {n:,}" for state, n in sorted(result.found.items()))
         echo(
             f"Looked up {result.unsettled:,} sent rows without a final receipt in "
-            f"{result.requests:,} requests: {found or 'none listed'}"
+            f"{result.requests:,} request{'' if result.requests == 1 else 's'}: "
+            f"{found or 'none listed'}"
             + (f"; not listed {result.not_listed:,}" if result.not_listed else "")
             + (f"; unreadable status {result.unreadable:,}" if result.unreadable else "")
             + (f"; {result.failed_windows:,} windows failed" if result.failed_windows else "")

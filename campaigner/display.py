@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,17 +17,21 @@ from campaigner.statuses import Status
 from campaigner.terminal import printable
 
 if TYPE_CHECKING:
-    from campaigner.options import SendProgress, SendResult
+    from campaigner.options import SendProgress, SendResult, TestSendAnswer
     from campaigner.preview import PreviewResult
     from campaigner.report import Tally
+    from campaigner.runstate import RunInfo
 
 __all__ = (
     "ProgressDisplay",
     "duration",
     "echo",
+    "print_funnel",
     "print_preview",
+    "print_runs",
     "print_send",
     "print_tally",
+    "print_test_send",
     "report_line",
 )
 
@@ -165,5 +171,71 @@ def print_send(result: SendResult) -> None:
     if summary.get("by_code"):
         codes = ", ".join(f"{k} {v:,}" for k, v in summary["by_code"].items())
         echo(f"  answers by code: {codes}")
+    print_funnel(summary.get("delivery"), "Delivery so far")
     echo(report_line(result.run_dir))
     echo(f"Done in {duration(result.seconds)}")
+
+
+def print_funnel(delivery: Mapping[str, Any] | None, heading: str = "Delivery") -> None:
+    """The delivery funnel of summary.json (docs/delivery.md); nothing without one."""
+    if not delivery or not delivery.get("sent"):
+        return
+    echo(
+        f"{heading}: sent {delivery['sent']:,} → delivered {delivery['delivered']:,} → "
+        f"read {delivery['read']:,} → replied {delivery['replied']:,}"
+    )
+    if delivery["failed"]:
+        codes = ", ".join(f"{c} × {n:,}" for c, n in delivery["failed_by_code"].items())
+        echo(f"  failed {delivery['failed']:,}: {codes}")
+    if delivery["pending"]:
+        echo(
+            f"  not delivered yet {delivery['pending']:,} "
+            f"(no receipt at all {delivery['no_receipt'] + delivery['cannot_look_up']:,})"
+        )
+    if delivery["cannot_look_up"]:
+        echo(
+            f"  {delivery['cannot_look_up']:,} rows without a receipt cannot be looked up: "
+            "ListChatappMessage lists WhatsApp and Viber messages only"
+        )
+
+
+def print_runs(runs: list[RunInfo]) -> None:
+    """``campaigner runs``: one line per run, oldest first."""
+    if not runs:
+        echo("No runs.")
+        return
+    header = ("STATE", "CREATED", "SCHEDULED FOR", "ROWS", "RUN")
+    lines = [header]
+    for run in runs:
+        rows = ", ".join(f"{state} {n:,}" for state, n in sorted(run.counts.items())) or "-"
+        link = f" (retry of {run.retry_of.name})" if run.retry_of else ""
+        link += f" (retried in {run.retried_in.name})" if run.retried_in else ""
+        lines.append(
+            (
+                run.state.value,
+                _local(run.created_at),
+                _local(run.scheduled_for),
+                rows,
+                f"{run.run_dir}{link}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        echo("  ".join([*cells, line[-1]]))
+
+
+def _local(when: datetime | None) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M %z") if when is not None else "-"
+
+
+def print_test_send(answers: list[TestSendAnswer]) -> None:
+    """``send --test-to``: CAMS's answer for each test number."""
+    if answers:
+        echo(f"Test send of row {answers[0].row}'s message to {len(answers)} number(s):")
+    for a in answers:
+        outcome = "sent" if a.sent else "NOT sent"
+        echo(
+            f"  {a.to}: {outcome} · Code {a.code or '-'} · Message {a.message or '-'} · "
+            f"MessageId {a.message_id or '-'}"
+        )

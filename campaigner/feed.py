@@ -12,11 +12,14 @@ from campaigner.columns import ERROR, ROW, STATUS, TO
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal
 from campaigner.rows import Deduper, Plan
+from campaigner.screening import CALL, Screen
 from campaigner.send.journaling import JournalWriter
 from campaigner.send.pool import Job
 from campaigner.statuses import FINAL_STATES, JournalState, Status
 
 __all__ = ("SEND_BATCH_ROWS", "feed")
+
+_HELD = (JournalState.SUPPRESSED, JournalState.ALREADY_SENT)
 
 SEND_BATCH_ROWS = 5_000  # small batches keep the event loop responsive while rows are prepared
 # A prepared row's status → the state its journal row starts in.
@@ -24,37 +27,59 @@ _JOURNAL_STATE = {
     Status.WOULD_SEND: JournalState.PENDING,
     Status.INVALID: JournalState.INVALID,
     Status.DUPLICATE: JournalState.DUPLICATE,
+    Status.SUPPRESSED: JournalState.SUPPRESSED,
+    Status.ALREADY_SENT: JournalState.ALREADY_SENT,
 }
 
 
 async def feed(
-    plan: Plan, table: InputTable, writer: JournalWriter, journal: Journal
+    plan: Plan,
+    table: InputTable,
+    writer: JournalWriter,
+    journal: Journal,
+    screen: Screen | None = None,
+    only: frozenset[int] | None = None,
 ) -> AsyncIterator[list[Job]]:
     """Prepared rows, in input order, that still need sending; each batch journaled first
-    (a row's journal row exists before its request can start)."""
+    (a row's journal row, and its call's fingerprint, exist before its request can start).
+    ``screen`` holds rows back (suppressed, already sent); a row a resume finds still
+    pending is held back too when the screen now says so. ``only`` (a retry's rows): the
+    other rows are neither journaled nor sent."""
     deduper = Deduper()
     batches: Iterator[pl.DataFrame] = table.batches(SEND_BATCH_ROWS)
+    screen = screen or Screen(plan, fingerprints=True)
+    kept = pl.Series(sorted(only or ()), dtype=pl.Int64)
 
     def prepare_next() -> pl.DataFrame | None:
         batch = next(batches, None)
-        return None if batch is None else plan.prepare(batch, deduper)
+        return None if batch is None else screen.apply(plan.prepare(batch, deduper))
 
     while True:
         prepared = await anyio.to_thread.run_sync(prepare_next)
         if prepared is None:
             return
+        if only is not None:  # after prepare: duplicates still point to the same rows
+            prepared = prepared.filter(pl.col(ROW).is_in(kept))
+            if prepared.is_empty():
+                continue
         records = [
             (row, _JOURNAL_STATE[status], to, err)
             for row, status, to, err in prepared.select(ROW, STATUS, TO, ERROR).iter_rows()
         ]
+        calls = [(row, fp) for row, fp in prepared.select(ROW, CALL).iter_rows() if fp is not None]
+        held = [(row, state, err) for row, state, _, err in records if state in _HELD]
         states: dict[int, str] = {}
 
         def record(
             records: list[tuple[int, JournalState, str | None, str | None]] = records,
+            calls: list[tuple[int, str]] = calls,
+            held: list[tuple[int, JournalState, str | None]] = held,
             states: dict[int, str] = states,
         ) -> None:
             # In the writer's order: the batch's rows exist before any of their intents.
-            journal.add_rows(records)
+            journal.add_rows(records, calls)
+            if held:
+                journal.hold_pending(held)
             states.update(journal.states_between(records[0][0], records[-1][0]))
 
         await writer.run_call(record)

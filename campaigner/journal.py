@@ -15,7 +15,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS rows (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rows_state ON rows(state);
+-- The fingerprint of each sendable row's call (ledger.py), committed with the row, so
+-- before its intent: the workspace ledger is rebuilt from these after any crash.
+CREATE TABLE IF NOT EXISTS calls (row INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL);
 """
 
 
@@ -157,12 +160,32 @@ class Journal:
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
+    def switch_meta(
+        self, key: str, allowed: Collection[str | None], values: dict[str, str]
+    ) -> str | None:
+        """Write ``values`` only if ``key`` now holds one of ``allowed`` (None: not set), in
+        one transaction: another process may be switching it at the same moment (a run's
+        state: ``campaigner cancel`` against the waiting send). Returns what ``key`` held."""
+        with self._tx():
+            found = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            held = None if found is None else str(found[0])
+            if held in allowed:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
+                )
+            return held
+
     # -- writes -----------------------------------------------------------------------
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
 
-    def add_rows(self, rows: Iterable[tuple[int, JournalState, str | None, str | None]]) -> None:
-        """Record newly checked rows: (row, state, recipient, error). Existing rows are kept."""
+    def add_rows(
+        self,
+        rows: Iterable[tuple[int, JournalState, str | None, str | None]],
+        calls: Iterable[tuple[int, str]] = (),
+    ) -> None:
+        """Record newly checked rows: (row, state, recipient, error), and the fingerprints of
+        their calls: (row, fingerprint). Existing rows and fingerprints are kept."""
         now = time.time()
         with self._tx():
             self._db.executemany(
@@ -170,6 +193,22 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?)",
                 ((r, JournalState(s).value, to, err, now) for r, s, to, err in rows),
             )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO calls(row, fingerprint) VALUES (?, ?)", calls
+            )
+
+    def hold_pending(self, rows: Iterable[tuple[int, JournalState, str | None]]) -> int:
+        """Rows still ``pending`` that the workspace now holds back (a recipient who opted out
+        since the run started): (row, state, error). Rows in any other state are kept."""
+        with self._tx():
+            cur = self._db.executemany(
+                "UPDATE rows SET state=?, error=?, updated_at=? WHERE row=? AND state=?",
+                (
+                    (JournalState(s).value, err, time.time(), r, JournalState.PENDING.value)
+                    for r, s, err in rows
+                ),
+            )
+            return cur.rowcount
 
     def apply(self, intents: Sequence[int], outcomes: Sequence[Outcome]) -> None:
         """Commit outcomes and intents together, in that order, in one transaction."""
@@ -211,6 +250,20 @@ class Journal:
             )
             return cur.rowcount
 
+    def give_up(self, rows: Iterable[int]) -> int:
+        """Rows left pending after answers that provably were not accepted (throttling,
+        503) become failed, keeping their code: a retry run sends them now, so a resume of
+        this run must not."""
+        with self._tx():
+            cur = self._db.executemany(
+                "UPDATE rows SET state=?, updated_at=? WHERE row=? AND state=?",
+                (
+                    (JournalState.FAILED.value, time.time(), r, JournalState.PENDING.value)
+                    for r in rows
+                ),
+            )
+            return cur.rowcount
+
     def reopen_unknown(self) -> int:
         """``--resend-unknown``: unknown rows go back to pending."""
         with self._tx():
@@ -247,6 +300,16 @@ class Journal:
         )
         while chunk := cur.fetchmany(batch):
             yield chunk
+
+    def delivered_calls(self) -> list[tuple[int, str | None, str, str]]:
+        """(row, recipient, state, fingerprint) of the rows sent or possibly delivered
+        (``sent``, ``unknown``, ``intent``) whose call has a fingerprint."""
+        states = (JournalState.SENT, JournalState.UNKNOWN, JournalState.INTENT)
+        return self._db.execute(
+            "SELECT rows.row, recipient, state, fingerprint FROM rows JOIN calls USING (row) "
+            "WHERE state IN (?, ?, ?) ORDER BY rows.row",
+            tuple(s.value for s in states),
+        ).fetchall()
 
     def unknown_rows(self) -> list[tuple[int, str | None, float | None]]:
         return self._db.execute(

@@ -4,13 +4,14 @@ the frozen results it returns, and the progress snapshots a send passes to its c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaigner.cams import DEFAULT_ENDPOINT
-from campaigner.limits import RECONCILE_GRACE_S
+from campaigner.limits import LIST_QPS, RECONCILE_GRACE_S
 from campaigner.signing import Credentials
-from campaigner.statuses import Status
+from campaigner.statuses import HELD, Status
 
 if TYPE_CHECKING:  # types only: the send stack loads when a send runs
     from campaigner.report.tally import Tally
@@ -25,6 +26,9 @@ __all__ = (
     "SendOptions",
     "SendProgress",
     "SendResult",
+    "StatusOptions",
+    "StatusResult",
+    "TestSendAnswer",
 )
 
 
@@ -36,6 +40,7 @@ class PreviewOptions:
     input_path: Path | None = None  # None: the campaign file's ``input``
     out: Path = Path("reports")  # one sub-folder per run
     xlsx: bool | None = None  # report.xlsx besides report.csv; None: for XLSX input
+    only_new: bool = False  # show as already_sent the calls earlier runs sent (the ledger)
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,13 @@ class SendOptions:
     xlsx: bool | None = None
     again: bool = False  # send a campaign and list that an earlier run already sent
     sandbox: bool = False  # send to a CAMS simulator started in this process
+    only_new: bool = False  # hold back calls an earlier run of the campaign sent (the ledger)
     credentials: Credentials | None = None  # None: the ALIBABA_CLOUD_* variables
+    # The account's shared rate budget: "host", "local" or "redis://HOST:PORT/DB";
+    # None: CAMPAIGNER_RATE_BUDGET, else "host" (this host's processes share it).
+    rate_budget: str | None = None
+    at: datetime | None = None  # send then (validated now; naive: local time); None: now
+    limit: int | None = None  # send this many valid rows, then stop resumably
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class ReconcileOptions:
     endpoint: str = DEFAULT_ENDPOINT
     grace_s: float = RECONCILE_GRACE_S  # called unsent only this long after its request
     credentials: Credentials | None = None  # None: the ALIBABA_CLOUD_* variables
+    rate_budget: str | None = None  # ListChatappMessage's budget, as SendOptions.rate_budget
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,24 @@ class SendResult:
 
     @property
     def all_sent(self) -> bool:
-        return self.tally.count(Status.SENT) == self.tally.rows
+        """Every row sent, or held back on purpose (suppressed, already sent)."""
+        held = sum(self.tally.count(s) for s in HELD)
+        return self.tally.count(Status.SENT) + held == self.tally.rows
+
+
+@dataclass(frozen=True)
+class TestSendAnswer:
+    """CAMS's answer to one ``send --test-to`` message (the first valid row's call)."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    to: str  # the test number, masked
+    row: int  # the input row whose call was sent
+    sent: bool  # CAMS accepted it
+    code: str | None
+    message: str | None
+    message_id: str | None
+    request_id: str | None
 
 
 @dataclass(frozen=True)
@@ -112,7 +141,9 @@ class ReportResult:
 
     @property
     def all_sent(self) -> bool:
-        return self.tally.count(Status.SENT) == self.tally.rows
+        """Every row sent, or held back on purpose (suppressed, already sent)."""
+        held = sum(self.tally.count(s) for s in HELD)
+        return self.tally.count(Status.SENT) + held == self.tally.rows
 
 
 @dataclass(frozen=True)
@@ -128,3 +159,35 @@ class ReconcileResult:
     @property
     def settled(self) -> bool:
         return not self.still_unknown and not self.lookup_errors
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    """``campaigner status``: ask ListChatappMessage how far a run's sent messages got."""
+
+    run_dir: Path
+    endpoint: str = DEFAULT_ENDPOINT
+    qps: int = LIST_QPS  # lookups per second: their own budget, apart from sends
+    credentials: Credentials | None = None  # None: the ALIBABA_CLOUD_* variables
+    rate_budget: str | None = None  # ListChatappMessage's budget, as SendOptions.rate_budget
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    run_dir: Path
+    channel: str
+    unsettled: int  # sent rows without a final receipt (Read or Failed) before the lookup
+    cannot_look_up: int  # ... of them on a channel ListChatappMessage does not list
+    requests: int
+    found: dict[str, int]  # rows listed, by the state the listing gave
+    not_listed: int  # asked about, absent from the listing
+    failed_windows: int  # time windows given up after repeated failures
+    unreadable: int  # listed with a MessageStatus that could not be read
+    stored: int  # receipts new to the workspace's store
+    tally: Tally  # the rebuilt report's counts, with its delivery funnel
+    paths: tuple[Path, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Every window was read (rows may still be undelivered: that is an answer too)."""
+        return not self.failed_windows

@@ -8,6 +8,7 @@ The report is never written from memory: it is rebuilt from the input and the jo
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import shlex
 import signal
@@ -16,10 +17,12 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from campaigner.budget import chosen_budget, open_budget, open_lease
+from campaigner.cams import SEND_ACTION
 from campaigner.config import Campaign
 from campaigner.errors import (
     AccountError,
@@ -28,6 +31,7 @@ from campaigner.errors import (
     ConfirmationDeclined,
     InterruptedRunError,
     JournalError,
+    RateBudgetError,
     RunStopped,
     StorageError,
     UnreachableError,
@@ -46,8 +50,10 @@ from campaigner.report import (
     remove_stale_report_temps,
     write_json_atomic,
 )
+from campaigner.retriable import RetryPlan
 from campaigner.rows import Deduper, Plan, open_campaign_input, resolve_input
 from campaigner.runs import (
+    EarlierRun,
     RunRegistry,
     campaign_meta,
     check_earlier_runs,
@@ -58,14 +64,21 @@ from campaigner.runs import (
     recorded_input,
     resume_changes,
 )
+from campaigner.runstate import ending_meta, link_retry, resumed_retry, retry_meta, starting_meta
+from campaigner.schedule import cancelled_error, check_at, wait_for_start
+from campaigner.screening import Screen, WorkspaceScreen, record_run
 from campaigner.send.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
 from campaigner.send.journaling import JournalWriter
 from campaigner.send.pacing import PacerSettings
 from campaigner.send.pool import SendPool
 from campaigner.send.stats import PoolStats
+from campaigner.sendlimit import SendLimit
 from campaigner.signing import Credentials
-from campaigner.statuses import JournalState, Status
+from campaigner.statuses import HELD, JournalState, Status
 from campaigner.stopping import RunControl, StopSignals, watch_signals
+
+if TYPE_CHECKING:  # Redis loads only when a Redis budget is used
+    from campaigner.budget.lease import RunLease
 
 __all__ = (
     "rebuild_run_report",
@@ -90,14 +103,38 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _validate_all(plan: Plan, table: InputTable) -> Tally:
+def _validate_all(plan: Plan, table: InputTable, screen: Screen) -> Tally:
     """The preview pass: counts by status before anything is sent."""
     layout = ReportLayout.for_input(table.columns)
     tally = Tally()
     deduper = Deduper()
     for batch in table.batches():
-        tally.add(layout.frame(plan.prepare(batch, deduper)), layout.result_names)
+        prepared = screen.apply(plan.prepare(batch, deduper))
+        tally.add(layout.frame(prepared), layout.result_names)
     return tally
+
+
+def _record_sends(workspace: Path, name: str, run_dir: Path, say: Callable[[str], None]) -> None:
+    """The run's sends into the workspace ledger. The journal already holds them, so a
+    failure here loses nothing: the next --only-new reads the journal again."""
+    try:
+        record_run(workspace, name, run_dir)
+    except (JournalError, sqlite3.Error, OSError) as exc:
+        say(
+            f"warning: the workspace ledger was not updated ({exc}); the next --only-new reads "
+            "this run's journal instead"
+        )
+
+
+def _recorded_only_new(run_dir: Path) -> bool:
+    """Whether the run to resume was started with --only-new (it keeps that setting)."""
+    if not Journal.exists_in(run_dir):
+        return False
+    journal = Journal.in_run(run_dir, check=False)
+    try:
+        return journal.meta().get("only_new") == "yes"
+    finally:
+        journal.close()
 
 
 def tidy_run_folder(run_dir: Path) -> None:
@@ -133,8 +170,12 @@ async def run_send(
     say: Callable[[str], None],
     sandbox: Any = None,
     control: RunControl | None = None,
+    retry: RetryPlan | None = None,
 ) -> SendResult:
     """Validate, confirm, then send every sendable row and rebuild the report.
+
+    ``options.at``: wait for that time first (in state scheduled); ``options.limit``: send
+    that many rows, then stop resumably; ``retry``: send only its rows (a new run).
 
     With ``control`` the send stops when it asks (and not on signals: it may run in any
     thread); it learns the run folder as soon as one exists."""
@@ -145,6 +186,10 @@ async def run_send(
     qps = options.qps or settings.qps
     if not 1 <= qps <= MAX_QPS:
         raise ConfigError(f"--qps must be from 1 to {MAX_QPS} (got {qps})")
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (got {options.limit})")
+    at = check_at(options.at) if options.at is not None else None
+    budget_spec = chosen_budget(options.rate_budget, os.environ)
     run_dir: Path | None = None
     starts = True  # a new run, or a resume of one that stopped before it recorded its campaign
     if options.resume is not None:
@@ -160,15 +205,24 @@ async def run_send(
     meta["destination"] = destination(options.endpoint, sandbox is not None)
     want_xlsx = table.kind == "xlsx" if options.xlsx is None else options.xlsx
     meta["report_xlsx"] = "yes" if want_xlsx else "no"
+    meta |= starting_meta(at) | (retry_meta(retry) if retry is not None else {})
     registry = RunRegistry(warn=lambda message: say(f"warning: {message}"))
-
-    tally = _validate_all(plan, table)
-    invalid = tally.rows - tally.count(Status.WOULD_SEND)
+    only_new = options.only_new or (run_dir is not None and _recorded_only_new(run_dir))
+    meta["only_new"] = "yes" if only_new else "no"
+    workspace = options.out if run_dir is None else run_dir.parent
+    screens = WorkspaceScreen(
+        plan, workspace, only_new=only_new, destination=meta["destination"], this_run=run_dir
+    )
+    tally = _validate_all(plan, table, screens.check())
+    invalid = tally.rows - tally.count(Status.WOULD_SEND) - sum(tally.count(s) for s in HELD)
     if starts and not options.again:
         earlier = find_earlier_runs(options.out, meta, registry)
+        if only_new:  # rows earlier runs sent are already_sent: none can go twice
+            earlier = [EarlierRun(r.run_dir, r.created_at, r.finished, 0) for r in earlier]
         check_earlier_runs(earlier, confirm, yes=options.yes, sandbox=sandbox is not None)
     if (
         invalid
+        and retry is None  # a retry asked its own question
         and not options.yes
         and not confirm(
             f"{invalid:,} of {tally.rows:,} rows will not be sent (invalid or duplicate). "
@@ -195,11 +249,18 @@ async def run_send(
         lock = RunLock(run_dir)
         lock.acquire()
     try:
+        # Another host may work on this run (its folder shared): the lease says, before
+        # anything in the journal is touched.
+        lease = open_lease(budget_spec, run_dir.name)
+        if lease is not None:
+            await lease.acquire()
         journal = Journal.in_run(run_dir)
     except BaseException:
         lock.release()
         raise
     registry.record(campaign.name, run_dir)
+    if retry is not None and options.resume is None:
+        link_retry(retry, run_dir)  # before anything is sent: the rows are never retried twice
     if control is not None:
         control.attach_run(run_dir)
     stop = StopSignals(say)
@@ -225,12 +286,33 @@ async def run_send(
                     )
             if options.xlsx is not None:  # --format given: the run's formats from now on
                 journal.set_meta({"report_xlsx": meta["report_xlsx"]})
+            journal.set_meta(starting_meta(at))
+            retry = retry or resumed_retry(old)  # a retry run resumed sends its rows only
         else:
             journal.set_meta(meta)
         journal.set_meta({"finished": "no"})
+        if at is not None:
+            say(
+                f"scheduled: {run_dir} sends at {at.isoformat(timespec='seconds')}; "
+                f"cancel with: campaigner cancel {shlex.quote(str(run_dir))} (or Ctrl-C)"
+            )
+            cancelled_by = await wait_for_start(
+                journal,
+                at,
+                signals=control is None,
+                asked=(lambda: control.reason) if control is not None else (lambda: None),
+            )
+            stop.restore()  # the wait's signal receiver left Python's defaults behind
+            if cancelled_by is not None:
+                rebuild_report(run_dir, plan, table, journal)  # every row not_attempted
+                raise cancelled_error(cancelled_by, run_dir / "report.csv")
         counts = journal.counts()
         settled = sum(counts.get(s, 0) for s in _SETTLED)
         total = max(tally.count(Status.WOULD_SEND) - settled, 0)
+        if retry is not None:
+            total = len(retry.rows)
+        limit = SendLimit(options.limit)
+        total = min(total, options.limit or total)
         send_started, cpu_started = time.perf_counter(), _cpu_seconds()
         pool = await _send_rows(
             plan,
@@ -245,13 +327,20 @@ async def run_send(
             sandbox,
             stop,
             control,
+            screens.feed(),
+            lease=lease,
+            limit=limit,
+            only=retry.rows if retry is not None else None,
         )
         reporting = True
         stop.allow_abort()
         send_seconds, cpu_seconds = time.perf_counter() - send_started, _cpu_seconds() - cpu_started
         journal.settle_interrupted()  # after an abort, in-flight rows are unknown
-        journal.set_meta({"finished": "yes" if not pool.stopping else "no"})
+        resume_with = _resume_command(campaign, options, run_dir, sandbox=sandbox is not None)
+        stopped = (pool.stop_reason or "stopped") if pool.stopping else None
+        journal.set_meta(ending_meta(stopped, limit.reason, resume_with))
         final = rebuild_report(run_dir, plan, table, journal)  # in the run's formats
+        _record_sends(workspace, campaign.name, run_dir, say)
         seconds = time.perf_counter() - started
         stats = pool.statistics()
         send_span = (
@@ -274,10 +363,18 @@ async def run_send(
             "cpu_ms_per_message": round(cpu_seconds * 1000 / stats.started, 3)
             if stats.started
             else None,
-            "stopped": pool.stop_reason,
+            "stopped": pool.stop_reason or limit.reason,
         }
+        if retry is not None:
+            summary["retry_of"] = str(retry.of)
+        if limit.cut and not pool.stopping:
+            say(
+                f"stopped after {options.limit:,} rows (--limit); the rest are not_attempted. "
+                f"Continue with: {resume_with}"
+            )
         write_json_atomic(run_dir / "summary.json", summary)
-        result = SendResult(run_dir, final, stats, seconds, pool.stop_reason, summary)
+        stop_reason = pool.stop_reason or limit.reason
+        result = SendResult(run_dir, final, stats, seconds, stop_reason, summary)
     except BaseException as exc:
         explained = _explain_failure(
             exc,
@@ -294,8 +391,16 @@ async def run_send(
     finally:
         stop.restore()
         journal.close()
+        if lease is not None:
+            with anyio.CancelScope(shield=True):
+                await lease.release()
         lock.release()
     details = {"run_dir": str(run_dir), **summary}
+    if lease is not None and lease.lost is not None:
+        raise RateBudgetError(
+            f"{lease.lost}: this process stopped sending it; report: {run_dir / 'report.csv'}",
+            details=details,
+        )
     if pool.account_error is not None:
         reply = pool.account_error
         raise AccountError(
@@ -404,6 +509,10 @@ async def _send_rows(
     sandbox: Any,
     stop: StopSignals,
     control: RunControl | None,
+    screen: Screen,
+    lease: RunLease | None = None,
+    limit: SendLimit | None = None,
+    only: frozenset[int] | None = None,
 ) -> SendPool:
     async with AsyncExitStack() as stack:
         endpoint = options.endpoint
@@ -411,6 +520,16 @@ async def _send_rows(
             endpoint = await stack.enter_async_context(sandbox)
         client = CamsClient(credentials, endpoint=endpoint, timeout_s=plan.campaign.send.timeout_s)
         stack.push_async_callback(client.aclose)
+        # The account's quota, shared with the other processes sending on this AccessKey.
+        budget = open_budget(
+            chosen_budget(options.rate_budget, os.environ),
+            endpoint=endpoint,
+            access_key_id=credentials.access_key_id,
+            action=SEND_ACTION,
+            limit=MAX_QPS,
+            say=say,
+        )
+        stack.push_async_callback(budget.aclose)
         writer = JournalWriter(journal)
         pool = SendPool(
             client,
@@ -418,15 +537,19 @@ async def _send_rows(
             pacer_settings=PacerSettings(limit=qps),
             max_attempts=plan.campaign.send.max_attempts,
             outage_limit_s=plan.campaign.send.outage_limit_s,
+            budget=budget,
         )
         with anyio.CancelScope() as abort:
             async with anyio.create_task_group() as tg:
+                if lease is not None:
+                    tg.start_soon(lease.keep, pool.stop)
                 if control is None:
                     tg.start_soon(watch_signals, pool, abort, say, stop)
                 else:
                     tg.start_soon(control.watch, pool)
                 tg.start_soon(_report_progress, pool, total, progress)
-                await pool.run(feed(plan, table, writer, journal))
+                jobs = feed(plan, table, writer, journal, screen, only=only)
+                await pool.run(limit.take(jobs) if limit is not None else jobs)
                 tg.cancel_scope.cancel()
         if abort.cancelled_caught:
             with anyio.CancelScope(shield=True):

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ("FINAL_STATES", "RESULT_COLUMNS", "JournalState", "Status")
+__all__ = (
+    "DELIVERY_RANK",
+    "FINAL_STATES",
+    "HELD",
+    "RESULT_COLUMNS",
+    "Delivery",
+    "JournalState",
+    "Status",
+)
 
 
 class Status(StrEnum):
@@ -18,6 +26,10 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
     UNKNOWN = "unknown"
     NOT_ATTEMPTED = "not_attempted"
+    # Held back by what the workspace knows (campaigner/screening.py): the recipient opted
+    # out of the sender number, or (send --only-new) got this same call in an earlier run.
+    SUPPRESSED = "suppressed"
+    ALREADY_SENT = "already_sent"
 
 
 class JournalState(StrEnum):
@@ -35,6 +47,8 @@ class JournalState(StrEnum):
     INVALID = Status.INVALID.value
     DUPLICATE = Status.DUPLICATE.value
     UNKNOWN = Status.UNKNOWN.value
+    SUPPRESSED = Status.SUPPRESSED.value
+    ALREADY_SENT = Status.ALREADY_SENT.value
 
 
 # Rows in these states are never sent again by a resume.
@@ -45,8 +59,13 @@ FINAL_STATES: frozenset[JournalState] = frozenset(
         JournalState.INVALID,
         JournalState.DUPLICATE,
         JournalState.UNKNOWN,
+        JournalState.SUPPRESSED,
+        JournalState.ALREADY_SENT,
     }
 )
+
+# Statuses of rows held back on purpose: they do not make a run (or a preview) incomplete.
+HELD: frozenset[Status] = frozenset({Status.SUPPRESSED, Status.ALREADY_SENT})
 
 # Columns the report appends after the input columns, in this order.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -59,4 +78,28 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "RequestId",
     "attempts",
     "error",
+    # What happened after CAMS accepted the message, from receipts and replies
+    # (docs/delivery.md); empty in a preview and until something is known.
+    "delivery",
+    "delivery_error",
+    "delivered_at",
+    "read_at",
+    "reply",
+    "retried_in",  # the run that retried this row (campaigner retry), empty otherwise
 )
+
+
+class Delivery(StrEnum):
+    """How far a sent message got, from its status receipts (the report's ``delivery``).
+
+    CAMS's own spellings. The furthest state wins (``DELIVERY_RANK``); ``Failed`` is final
+    and wins over any other.
+    """
+
+    SENT = "Sent"
+    DELIVERED = "Delivered"
+    READ = "Read"
+    FAILED = "Failed"
+
+
+DELIVERY_RANK: dict[Delivery, int] = {Delivery.SENT: 1, Delivery.DELIVERED: 2, Delivery.READ: 3}

@@ -3,6 +3,7 @@ journal's outcomes, so the report is complete and right after any crash."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -12,19 +13,28 @@ from campaigner.crashpoints import crash_point
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal
 from campaigner.report.atomic import report_writing
+from campaigner.report.delivery_source import DeliverySource
 from campaigner.report.layout import ReportLayout
 from campaigner.report.tally import Tally
 from campaigner.report.writer import ReportWriter
+from campaigner.retriable import codes_expr
 from campaigner.rows import Deduper, Plan
+from campaigner.runstate import (
+    META_NOT_ATTEMPTED_REASON,
+    META_NOT_IN_RUN_REASON,
+    META_RETRIED_IN,
+    META_RETRY_CODES,
+)
 from campaigner.statuses import JournalState, Status
 
-__all__ = ("rebuild_report", "report_batch")
+__all__ = ("RunNotes", "rebuild_report", "report_batch")
 
 # The journal's own state and error while joined to a batch (internal: no input collides).
 _STATE = internal("journal:state")
 _JERROR = internal("journal:error")
 # Journal states a row is reported in as they are.
 _SETTLED = (JournalState.SENT, JournalState.FAILED, JournalState.UNKNOWN)
+_HELD = (JournalState.SUPPRESSED, JournalState.ALREADY_SENT)
 # States of a row whose request may have left: their outcome wins over a new check.
 _ATTEMPTED = [s.value for s in (*_SETTLED, JournalState.INTENT)]
 
@@ -46,8 +56,35 @@ def _journal_frame(journal: Journal, lo: int, hi: int) -> pl.DataFrame:
     )
 
 
-def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal) -> pl.DataFrame:
-    """One batch of the report: preparation ⋈ journal.
+@dataclass(frozen=True)
+class RunNotes:
+    """What a run's journal meta adds to its report: why rows were not attempted (all of
+    them, or only those the run never journaled), and the run that retried its rows."""
+
+    not_attempted: str | None = None
+    not_in_run: str | None = None
+    retried_in: str | None = None
+    retry_codes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, meta: dict[str, str]) -> RunNotes:
+        codes = meta.get(META_RETRY_CODES, "")
+        return cls(
+            meta.get(META_NOT_ATTEMPTED_REASON) or None,
+            meta.get(META_NOT_IN_RUN_REASON) or None,
+            meta.get(META_RETRIED_IN) or None,
+            tuple(c for c in codes.split(",") if c),
+        )
+
+
+def report_batch(
+    layout: ReportLayout,
+    prepared: pl.DataFrame,
+    journal: Journal,
+    notes: RunNotes | None = None,
+    delivery: DeliverySource | None = None,
+) -> pl.DataFrame:
+    """One batch of the report: preparation ⋈ journal (⋈ receipts, with ``delivery``).
 
     A row the journal says was attempted (sent, failed, unknown, in flight) is reported as
     the journal says, even if checking it again now calls it invalid or duplicate (a
@@ -62,11 +99,33 @@ def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal)
         .then(state)
         .when(state == JournalState.INTENT.value)
         .then(pl.lit(Status.UNKNOWN.value))
+        # Held back when the run reached the row (an opt-out, --only-new): as journaled,
+        # whatever the workspace knows now.
+        .when(state.is_in([s.value for s in _HELD]))
+        .then(state)
         .when(~sendable)
         .then(pl.col(STATUS))
         .otherwise(pl.lit(Status.NOT_ATTEMPTED.value))
     )
     joined = prepared.select(ROW, STATUS).join(jf, on=ROW, how="left", maintain_order="left")
+    notes = notes or RunNotes()
+    not_attempted = status == Status.NOT_ATTEMPTED.value
+    cases = [
+        (state == JournalState.INTENT.value, "in flight (or interrupted): may have been delivered")
+    ]
+    if notes.not_in_run:
+        cases.append((not_attempted & state.is_null(), notes.not_in_run))
+    if notes.not_attempted:
+        cases.append((not_attempted, notes.not_attempted))
+    error = pl.col(_JERROR)
+    for case, text in reversed(cases):  # the first case that holds wins
+        error = pl.when(case).then(pl.lit(text)).otherwise(error)
+    retried = [pl.lit(None, pl.String).alias("retried_in")]
+    if notes.retried_in:
+        was_retried = (state == JournalState.FAILED.value) & codes_expr(
+            pl.col("Code"), notes.retry_codes
+        )
+        retried = [pl.when(was_retried).then(pl.lit(notes.retried_in)).alias("retried_in")]
     outcomes = joined.select(
         ROW,
         status.alias("status"),
@@ -75,11 +134,12 @@ def report_batch(layout: ReportLayout, prepared: pl.DataFrame, journal: Journal)
         "Message",
         "RequestId",
         "attempts",
-        pl.when(state == JournalState.INTENT.value)
-        .then(pl.lit("in flight (or interrupted): may have been delivered"))
-        .otherwise(pl.col(_JERROR))
-        .alias("error"),
+        error.alias("error"),
+        *retried,
     )
+    if delivery is not None:
+        receipts = delivery.batch(prepared)
+        outcomes = outcomes.join(receipts, on=ROW, how="left", maintain_order="left")
     # The preparation's error of an attempted row (why it would not be sent now) is not
     # the row's: the journal's error, or none, is.
     attempted = joined.select(state.is_in(_ATTEMPTED).fill_null(False)).to_series()
@@ -108,15 +168,19 @@ def rebuild_report(
     if xlsx is None:
         xlsx = _recorded_xlsx(journal.meta(), table)
     error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
+    notes = RunNotes.of(journal.meta())
     with (
         report_writing(run_dir),
         ReportWriter(run_dir, layout.columns, xlsx=xlsx, note_column=error) as writer,
+        DeliverySource.for_plan(run_dir, plan) as delivery,
     ):
         for batch in table.batches():
-            report = report_batch(layout, plan.prepare(batch, deduper), journal)
+            prepared = plan.prepare(batch, deduper)
+            report = report_batch(layout, prepared, journal, notes, delivery)
             tally.add(report, layout.result_names)
             writer.write(report)
             crash_point("report_write")
+    tally.delivery = delivery.funnel
     return tally
 
 

@@ -17,6 +17,10 @@ __all__ = ("ReportLayout",)
 # internal names, so that input columns of any name sit next to them untouched.
 _RESULT = {c: ROW if c == "row" else internal("result:" + c) for c in RESULT_COLUMNS}
 _OUTCOME = {c: internal("outcome:" + c) for c in RESULT_COLUMNS}
+# The result columns a prepared batch itself fills (the rest come from outcomes).
+_BASE = frozenset(
+    ("row", "status", "To", "MessageId", "Code", "Message", "RequestId", "attempts", "error")
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class ReportLayout:
             pl.lit(None, pl.String).alias(_RESULT["RequestId"]),
             pl.lit(0, pl.Int64).alias(_RESULT["attempts"]),
             pl.col(ERROR).alias(_RESULT["error"]),
+            # Result columns only outcomes fill (retried_in, ...): empty until they do.
+            *(pl.lit(None, pl.String).alias(_RESULT[c]) for c in RESULT_COLUMNS if c not in _BASE),
         )
         if outcomes is not None and not outcomes.is_empty():
             updates = [c for c in outcomes.columns if c != ROW]
