@@ -84,7 +84,9 @@ async def test_the_sandbox_waits_for_the_last_receipts_when_it_ends(tmp_path: Pa
         return _recording_receiver(bodies, token)
 
     # Slow enough that nothing has been pushed when the sends are done.
-    plan = ReceiptPlan(fail_rate=0, deliver_rate=1, read_rate=1, delay_ms=(300.0, 600.0))
+    plan = ReceiptPlan(
+        fail_rate=0, deliver_rate=1, read_rate=1, reply_rate=0.5, delay_ms=(300.0, 600.0)
+    )
     sent = []
     async with serve_sandbox(tmp_path, plan=plan, receiver=receiver) as url:
         async with CamsClient(Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET), endpoint=url) as c:
@@ -94,8 +96,10 @@ async def test_the_sandbox_waits_for_the_last_receipts_when_it_ends(tmp_path: Pa
                 sent.append(reply.message_id)
         assert bodies == []
     assert len(tokens) == 1 and len(tokens[0]) >= 16
-    got = {(item["MessageId"], item["Status"]) for _, body in bodies for item in body}
+    got = {(i["MessageId"], i["Status"]) for kind, body in bodies if kind == "status" for i in body}
     assert got == {(m, s) for m in sent for s in ("Sent", "Delivered", "Read")}
+    replies = [i for kind, body in bodies if kind == "inbound" for i in body]
+    assert all(i["To"] == QUERY["From"] for i in replies)
 
 
 @pytest.mark.anyio
