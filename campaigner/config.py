@@ -36,7 +36,15 @@ __all__ = (
 )
 
 _TOP_KEYS = ("name", "input", "sheet", "encoding", "send", "message")
-_SEND_KEYS = ("qps", "default_region", "ambiguous", "max_attempts", "timeout_s", "outage_limit_s")
+_SEND_KEYS = (
+    "qps",
+    "default_region",
+    "ambiguous",
+    "max_attempts",
+    "timeout_s",
+    "outage_limit_s",
+    "stop_words",
+)
 # Parameters that hold structures; the rest are scalars (strings or integers).
 _OBJECT_PARAMS = ("TemplateParams", "Payload", "Content", "ProductAction", "FlowAction")
 
@@ -51,6 +59,8 @@ class SendSettings:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # for answers that provably were not accepted
     timeout_s: float = DEFAULT_TIMEOUT_S  # read timeout per request; a timeout is `unknown`
     outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S  # give up (resumable) after this outage
+    # replies that opt a recipient out, besides the default stop words (screening.py)
+    stop_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,13 @@ def _parse_send(raw: object) -> SendSettings:
     outage = raw.get("outage_limit_s", DEFAULT_OUTAGE_LIMIT_S)
     if not isinstance(outage, int | float) or isinstance(outage, bool) or not 1 <= outage <= 86400:
         raise ConfigError(f"[send] outage_limit_s must be from 1 to 86400 seconds (got {outage!r})")
+    stop_words = raw.get("stop_words", [])
+    if not isinstance(stop_words, list) or not all(
+        isinstance(w, str) and w.strip() for w in stop_words
+    ):
+        raise ConfigError(
+            '[send] stop_words must be a list of non-empty strings, e.g. ["STOP", "ALTO"]'
+        )
     return SendSettings(
         qps=qps,
         default_region=region,
@@ -114,6 +131,7 @@ def _parse_send(raw: object) -> SendSettings:
         max_attempts=attempts,
         timeout_s=float(timeout),
         outage_limit_s=float(outage),
+        stop_words=tuple(w.strip() for w in stop_words),
     )
 
 

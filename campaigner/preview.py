@@ -24,7 +24,8 @@ from campaigner.rows import (
     resolve_input,
 )
 from campaigner.runs import new_run_dir
-from campaigner.statuses import Status
+from campaigner.screening import Screen, WorkspaceScreen
+from campaigner.statuses import HELD, Status
 
 __all__ = (
     "AmbiguousTally",
@@ -106,6 +107,11 @@ class PreviewResult:
         }
 
     @property
+    def held(self) -> int:
+        """Rows the workspace holds back (suppressed, already sent): not an error."""
+        return sum(self.tally.count(s) for s in HELD)
+
+    @property
     def estimated_send_seconds(self) -> float:
         return self.would_send / self.qps
 
@@ -136,12 +142,16 @@ def run_preview(
     out: Path,
     xlsx: bool | None = None,
     batch_rows: int = 100_000,
+    only_new: bool = False,
 ) -> PreviewResult:
-    """Read, validate and render every row; write the preview report."""
+    """Read, validate and render every row; write the preview report. Recipients on the
+    workspace's (``out``'s) suppression list are ``suppressed``; with ``only_new``, calls
+    its ledger says an earlier run sent (to any destination) are ``already_sent``."""
     started = time.perf_counter()
     plan = Plan(campaign)
     path = resolve_input(campaign, input_path)
     table = open_campaign_input(campaign, path, plan)
+    screen = WorkspaceScreen(plan, out, only_new=only_new, destination=None).check()
     layout = ReportLayout.for_input(table.columns)
     run_dir = new_run_dir(out, campaign.name)
     tally = Tally()
@@ -150,7 +160,7 @@ def run_preview(
     want_xlsx = table.kind == "xlsx" if xlsx is None else xlsx
     try:
         _write_preview(
-            plan, table, layout, run_dir, want_xlsx, batch_rows, tally, examples, ambiguous
+            plan, table, layout, run_dir, want_xlsx, batch_rows, tally, examples, ambiguous, screen
         )
     except BaseException:
         if not any(run_dir.iterdir()):
@@ -179,12 +189,13 @@ def _write_preview(
     tally: Tally,
     examples: list[dict[str, str]],
     ambiguous: AmbiguousTally,
+    screen: Screen,
 ) -> None:
     deduper = Deduper()
     error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
     with ReportWriter(run_dir, layout.columns, xlsx=want_xlsx, note_column=error) as writer:
         for batch in table.batches(batch_rows):
-            prepared = plan.prepare(batch, deduper)
+            prepared = screen.apply(plan.prepare(batch, deduper))
             ambiguous.add(prepared)
             if len(examples) < _EXAMPLES:
                 sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)
