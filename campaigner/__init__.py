@@ -1,6 +1,7 @@
 """campaigner: bulk chat-app campaigns from a spreadsheet through Alibaba Cloud CAMS.
 
-The library API (``campaigner.api``) is re-exported here: preview, send, report, reconcile."""
+The library API (``campaigner.api``) is re-exported here: preview, send, report, reconcile,
+status."""
 
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ from campaigner.api import (  # noqa: E402
     SendOptions,
     SendProgress,
     SendResult,
+    StatusOptions,
+    StatusResult,
     preview,
     reconcile,
     report,
     send,
+    status,
 )
 from campaigner.errors import CampaignerError, ConfirmationDeclined, RunStopped  # noqa: E402
 from campaigner.statuses import Status  # noqa: E402
@@ -44,8 +48,11 @@ __all__ = (
     "SendProgress",
     "SendResult",
     "Status",
+    "StatusOptions",
+    "StatusResult",
     "preview",
     "reconcile",
     "report",
     "send",
+    "status",
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 
+from campaigner.report.funnel import Funnel
 from campaigner.statuses import Status
 
 __all__ = ("Tally",)
@@ -25,6 +26,7 @@ class Tally:
     # (status, reason) -> [count, first rows]
     reasons: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     by_code: dict[str, int] = field(default_factory=dict)
+    delivery: Funnel | None = None  # a run's delivery funnel (no preview has one)
 
     def add(self, report: pl.DataFrame, names: Mapping[str, str]) -> None:
         """Count a report batch; ``names`` maps result columns to their report names."""
@@ -72,4 +74,5 @@ class Tally:
                 {"status": status, "reason": r, "count": c, "first_rows": rows}
                 for (status, r), (c, rows) in sorted(self.reasons.items(), key=lambda kv: -kv[1][0])
             ],
+            **({} if self.delivery is None else {"delivery": self.delivery.as_dict()}),
         }
