@@ -70,7 +70,10 @@ def test_preview_of_the_sample_campaign(tmp_path: Path) -> None:
     assert list(report[0])[: len(source[0])] == list(source[0])
     assert list(report[0])[len(source[0]) :] == [
         "row", "status", "To", "MessageId", "Code", "Message", "RequestId", "attempts", "error",
+        # after what happened to the request, what happened to the message (empty here)
+        "delivery", "delivery_error", "delivered_at", "read_at", "reply", "retried_in",
     ]  # fmt: skip
+    assert {r["delivery"] + r["reply"] for r in report} == {""}
     for got, want in zip(report, source, strict=True):
         for key, value in want.items():
             assert got[key].removeprefix("'") == value
