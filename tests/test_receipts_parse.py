@@ -191,3 +191,14 @@ def test_any_json_value_parses_or_raises_the_one_error(value: object) -> None:
         )
     else:
         assert len(receipts) == (1 if isinstance(value, dict) else len(value))  # type: ignore[arg-type]
+
+
+def test_lone_surrogates_become_question_marks_and_pairs_stay() -> None:
+    body = b'[{"MessageId":"a\\ud800b","Status":"\\ud83d\\ude00","\\udc00":"x"}]'
+    (receipt,) = parse_status_body(body)
+    assert receipt.message_id == "a?b"
+    assert receipt.status == "\U0001f600"
+    receipt.raw.encode("utf-8")  # storable
+    deep = b'[{"a":' + b"[" * 995 + b'"\\ud800"' + b"]" * 995 + b"}]"
+    with pytest.raises(ReceiptFormatError, match="nested too deeply"):
+        parse_status_body(deep)

@@ -9,13 +9,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from campaigner.errors import ReceiverError
+from campaigner.errors import ReceiverError, StorageError
 from campaigner.receipts import receiver as receiver_module
 from campaigner.receipts.parse import parse_status_body
 from campaigner.receipts.receiver import ReceiptWriter, check_token, receiver_app
@@ -222,3 +223,35 @@ def test_an_unusable_token_stops_the_start(tmp_path: Path, token: str | None) ->
     if token is not None:
         with pytest.raises(ReceiverError):
             receiver_app(tmp_path, token)
+
+
+def test_lone_surrogates_are_stored_replaced(server: Server) -> None:
+    body = b'[{"MessageId":"m\\ud800","Status":"Read","Note":"\\udfff \\ud83d\\ude00"}]'
+    answer = httpx.post(server.url(), content=body, timeout=30)
+    assert (answer.status_code, answer.json()) == (200, OK)
+    ((message_id, raw),) = server.rows("SELECT message_id, raw FROM receipts")
+    assert message_id == "m?"
+    assert json.loads(str(raw))["Note"] == "? \U0001f600"
+
+
+def test_one_unstorable_request_does_not_fail_its_neighbours(tmp_path: Path) -> None:
+    writer = ReceiptWriter(tmp_path)
+    good = [parse_status_body(json.dumps(receipt(f"m{i}", "Sent")).encode()) for i in range(20)]
+    # Not what the parser makes (it replaces lone surrogates): SQLite refuses to encode it.
+    (bad,) = parse_status_body(b'{"MessageId":"bad","Status":"Sent"}')
+    bad = replace(bad, raw="\ud800")
+
+    async def push() -> list[object]:
+        return await asyncio.gather(
+            *(writer.write(receipts, []) for receipts in good[:10]),
+            writer.write([bad], []),
+            *(writer.write(receipts, []) for receipts in good[10:]),
+            return_exceptions=True,
+        )
+
+    outcomes = asyncio.run(push())
+    assert isinstance(outcomes[10], StorageError)
+    assert not any(isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 10)
+    db = sqlite3.connect(tmp_path / RECEIPTS_NAME)
+    assert db.execute("SELECT count(*) FROM receipts").fetchone() == (20,)
+    db.close()

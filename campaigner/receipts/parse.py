@@ -46,6 +46,8 @@ _SECONDS_LIMIT = 100_000_000_000
 _TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(\s*[}\]])', re.DOTALL)
 
 _MISSING_ID_PREFIX = "no-message-id:"
+# JSON may escape a lone UTF-16 surrogate ("\ud800"): text SQLite cannot store as UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +93,20 @@ def phone_key(value: object) -> str:
 
 def parse_status_body(body: bytes) -> list[Receipt]:
     """Every status receipt of a pushed body; ``ReceiptFormatError`` if it is not JSON objects."""
-    return [_receipt(obj) for obj in _objects(body)]
+    objects = _objects(body)
+    try:
+        return [_receipt(obj) for obj in objects]
+    except RecursionError:  # re-encoding a value nested near the limit, deeper in the stack
+        raise ReceiptFormatError("the JSON is nested too deeply") from None
 
 
 def parse_inbound_body(body: bytes) -> list[Inbound]:
     """Every inbound message of a pushed body; ``ReceiptFormatError`` if it is not JSON objects."""
-    return [_inbound(obj) for obj in _objects(body)]
+    objects = _objects(body)
+    try:
+        return [_inbound(obj) for obj in objects]
+    except RecursionError:
+        raise ReceiptFormatError("the JSON is nested too deeply") from None
 
 
 def _objects(body: bytes) -> list[dict[str, Any]]:
@@ -106,6 +116,11 @@ def _objects(body: bytes) -> list[dict[str, Any]]:
         raise ReceiptFormatError(f"the body is not UTF-8 (byte {exc.start})") from None
     text = text.removeprefix("\ufeff")
     data = _loads(text)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            data = _without_lone_surrogates(data)
+        except RecursionError:
+            raise ReceiptFormatError("the JSON is nested too deeply") from None
     if isinstance(data, dict):
         return [data]
     if isinstance(data, list):
@@ -131,6 +146,17 @@ def _loads(text: str) -> Any:
             except (ValueError, RecursionError):
                 pass
         raise ReceiptFormatError(f"invalid JSON: {first}") from None
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Lone surrogates replaced by ``?``; pairs were already joined by the JSON decoder."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _folded(obj: Mapping[str, Any]) -> dict[str, Any]:

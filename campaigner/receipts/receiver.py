@@ -141,34 +141,43 @@ class ReceiptWriter:
             return taken
 
     def _run(self) -> None:
-        store: ReceiptStore | None = None
+        # The store belongs to this thread: a writer stopping while the next one starts
+        # must not close the other's connection.
+        store: list[ReceiptStore] = []
         try:
             while jobs := self._take():
-                try:
-                    if store is None:
-                        store = ReceiptStore.open(self.workspace)
-                    stored = store.add(
-                        (r for job in jobs for r in job.receipts),
-                        (m for job in jobs for m in job.inbound),
-                        self.source,
-                    )
-                except Exception as exc:  # StorageError, or a bug: never leave a request hanging
-                    logger.error("receipts not stored (the senders will retry): %s", exc)
-                    if not isinstance(exc, StorageError):
-                        exc = StorageError(f"the receipts store failed: {exc!r}")
+                outcome = self._commit(store, jobs)
+                if isinstance(outcome, StorageError) and len(jobs) > 1:
+                    # One bad request must not fail the others: each again on its own.
                     for job in jobs:
-                        _settle(job, exc)
-                    if store is not None:
-                        store.close()
-                        store = None
+                        _settle(job, self._commit(store, [job]))
                     continue
-                self.commits += 1
                 # Each job learns the totals of its transaction: enough for logs and tests.
                 for job in jobs:
-                    _settle(job, stored)
+                    _settle(job, outcome)
         finally:
-            if store is not None:
-                store.close()
+            _close(store)
+
+    def _commit(self, store: list[ReceiptStore], jobs: list[_Job]) -> Stored | StorageError:
+        try:
+            if not store:
+                store.append(ReceiptStore.open(self.workspace))
+            stored = store[0].add(
+                (r for job in jobs for r in job.receipts),
+                (m for job in jobs for m in job.inbound),
+                self.source,
+            )
+        except Exception as exc:  # StorageError, or a bug: never leave a request hanging
+            logger.error("receipts not stored (the senders will retry): %s", exc)
+            _close(store)
+            return exc if isinstance(exc, StorageError) else StorageError(f"not stored: {exc!r}")
+        self.commits += 1
+        return stored
+
+
+def _close(store: list[ReceiptStore]) -> None:
+    while store:
+        store.pop().close()
 
 
 def _settle(job: _Job, outcome: Stored | BaseException) -> None:
