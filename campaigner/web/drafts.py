@@ -5,8 +5,10 @@ and started. A draft is a folder in the workspace named by a random id."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from starlette.datastructures import UploadFile
@@ -249,6 +251,7 @@ def _preview_values(folder: Path) -> dict[str, Any] | None:
         "reasons": summary.get("invalid_reasons", []),
         "time": human_duration(float(summary.get("estimated_send_seconds", 0.0))),
         "meta": read_json(folder / _META),
+        "zone": datetime.now().astimezone().tzname(),
     }
 
 
@@ -308,17 +311,10 @@ async def test_send(request: Request) -> Response:
         return page(request, "test_result.html", answers=[], error="Type up to 5 numbers.")
     if len(numbers) > 5:
         return page(request, "test_result.html", answers=[], error="At most 5 numbers.")
-    # Adapter until api.test_send lands: the same call the CLI's `send --test-to` makes.
-    test = getattr(api, "test_send", None)
-    if test is None:
-        return page(
-            request, "test_result.html", answers=[], error="Test send is not available yet."
-        )
-    runner = web(request).runner
-    options = runner.options(folder / _CAMPAIGN, _recipients(folder), None)
+    options = web(request).runner.options(folder / _CAMPAIGN, _recipients(folder))
 
-    def run() -> list[Any]:
-        return list(test(options, numbers))
+    def run() -> list[api.TestSendAnswer]:
+        return api.test_send(options, numbers)
 
     try:
         answers = await anyio.to_thread.run_sync(run)
@@ -336,12 +332,19 @@ async def start_send(request: Request) -> Response:
     values = _preview_values(folder)
     if values is None:
         return redirect(f"/drafts/{draft_id}/form")
-    run = web(request).runner.start(folder / _CAMPAIGN, _recipients(folder))
-    await anyio.to_thread.run_sync(run.control.started.wait, _START_WAIT_S)
-    if run.control.run_dir is not None:
-        return redirect(f"/runs/{run.control.run_dir.name}")
+    at_text = str((await form_of(request)).get("at") or "").strip()
+    error = None
+    try:
+        at = datetime.fromisoformat(at_text) if at_text else None
+    except ValueError:
+        at, error = None, f"{at_text!r} is not a date and time"
+    if error is None:
+        run = web(request).runner.start(folder / _CAMPAIGN, _recipients(folder), at=at)
+        await anyio.to_thread.run_sync(run.control.started.wait, _START_WAIT_S)
+        if run.control.run_dir is not None:
+            return redirect(f"/runs/{quote(run.control.run_dir.name)}")
+        error = run.error or "the send has not started yet: see the campaigns list"
     bad = await anyio.to_thread.run_sync(bad_rows_page, folder / values["summary"]["report"], 0)
-    error = run.error or "the send has not started yet: see the campaigns list"
     return page(
         request,
         "preview.html",

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from campaigner import api
 from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.errors import CampaignerError
 from campaigner.web.context import Web, page, redirect, signed_in, web
+from campaigner.web.runner import ActiveRun
 from campaigner.web.workspace import RunInfo, read_json
 
 __all__ = ("routes", "run_status")
@@ -43,6 +45,14 @@ def _funnel(run_dir: Path) -> dict[str, int]:
     return {k: int(delivery.get(k) or 0) for k in ("delivered", "read", "replied", "failed")}
 
 
+def _live_state(recorded: str, active: ActiveRun) -> str:
+    """A run this server sends: scheduled or sending until its thread ends, then what the
+    journal says (done, paused, stopped, ...), or how the thread ended."""
+    if not active.finished.is_set():
+        return recorded if recorded in _ACTIVE_STATES else "sending"
+    return recorded if recorded not in ("interrupted", *_ACTIVE_STATES) else active.state
+
+
 def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
     """A run's state and figures now: this server's live progress for its own sends, the
     journal for any other (a CLI run, a finished one)."""
@@ -54,9 +64,7 @@ def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
     rate, eta, history, error = 0.0, None, [], None
     notices: list[str] = []
     if active is not None:
-        state = "sending" if not active.finished.is_set() else active.state
-        if active.finished.is_set() and state == "stopped" and info.state == "done":
-            state = "done"
+        state = _live_state(info.state, active)
         progress = active.progress
         if progress is not None and not active.finished.is_set():
             counts["remaining"] = max(progress.total - progress.done, 0)
@@ -91,9 +99,7 @@ async def campaigns(request: Request) -> Response:
     rows = []
     for info in runs:
         active = app.runner.active(info.run_id)
-        state = info.state
-        if active is not None:
-            state = "sending" if not active.finished.is_set() else active.state
+        state = info.state if active is None else _live_state(info.state, active)
         rows.append((info, state, _counts(info)))
     return page(request, "campaigns.html", runs=rows)
 
@@ -137,7 +143,7 @@ async def run_events(request: Request) -> Response:
 async def _after(request: Request, problem: str | None) -> Response:
     run_id = _run_id(request)
     if problem is None:
-        return redirect(f"/runs/{run_id}")
+        return redirect(f"/runs/{quote(run_id)}")
     status = await anyio.to_thread.run_sync(run_status, web(request), run_id)
     if status is None:
         return PlainTextResponse("no such run", 404)
@@ -152,8 +158,33 @@ async def pause(request: Request) -> Response:
 
 @signed_in
 async def cancel(request: Request) -> Response:
-    ok = web(request).runner.stop(_run_id(request), "cancelled")
-    return await _after(request, None if ok else "Only a run this server is sending can cancel.")
+    """A run this server sends stops (a scheduled one is cancelled before it sends); a
+    scheduled run another process waits with is cancelled through its journal."""
+    app, run_id = web(request), _run_id(request)
+    if app.runner.stop(run_id, "cancelled"):
+        return await _after(request, None)
+    run_dir = app.workspace.run_dir(run_id)
+    if run_dir is None:
+        return PlainTextResponse("no such run", 404)
+    try:
+        await anyio.to_thread.run_sync(api.cancel_run, run_dir)
+    except CampaignerError as exc:
+        return await _after(request, str(exc))
+    return await _after(request, None)
+
+
+@signed_in
+async def retry(request: Request) -> Response:
+    """A new run of the failed rows with a retriable code, then its page."""
+    app = web(request)
+    try:
+        run = app.runner.retry(_run_id(request))
+    except CampaignerError as exc:
+        return await _after(request, str(exc))
+    await anyio.to_thread.run_sync(run.control.started.wait, 900.0)
+    if run.control.run_dir is None:
+        return await _after(request, run.error or "the retry has not started")
+    return redirect(f"/runs/{quote(run.control.run_dir.name)}")
 
 
 @signed_in
@@ -235,6 +266,7 @@ routes = [
     Route("/runs/{run}/resume", resume, methods=["POST"]),
     Route("/runs/{run}/cancel", cancel, methods=["POST"]),
     Route("/runs/{run}/reconcile", reconcile, methods=["POST"]),
+    Route("/runs/{run}/retry", retry, methods=["POST"]),
     Route("/runs/{run}/report.csv", report_csv, methods=["GET"]),
     Route("/runs/{run}/report.xlsx", report_xlsx, methods=["GET"]),
 ]

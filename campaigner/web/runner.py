@@ -12,13 +12,17 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from campaigner import api
 from campaigner.cams import DEFAULT_ENDPOINT
-from campaigner.errors import CampaignerError, RunStopped
-from campaigner.web.workspace import Workspace, lock_held
+from campaigner.errors import CampaignerError, RunCancelled, RunStopped
+from campaigner.runstate import META_SCHEDULED_FOR, META_STATE, RunState
+from campaigner.web.workspace import Workspace
 
 __all__ = ("ActiveRun", "Runner")
 
@@ -44,6 +48,12 @@ class ActiveRun:
     history: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
     finished: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    at: datetime | None = None  # a scheduled run: when it sends
+
+    @property
+    def waiting(self) -> bool:
+        """Scheduled and still waiting for its time (nothing sent yet)."""
+        return self.at is not None and self.progress is None and not self.finished.is_set()
 
     def on_progress(self, progress: api.SendProgress) -> None:
         self.progress = progress
@@ -76,7 +86,11 @@ class Runner:
             return self._runs.get(run_id)
 
     def options(
-        self, campaign_file: Path, input_path: Path | None, resume: Path | None
+        self,
+        campaign_file: Path,
+        input_path: Path | None,
+        resume: Path | None = None,
+        at: datetime | None = None,
     ) -> api.SendOptions:
         # yes: the user confirmed the figures on the preview page (an earlier run of the
         # same campaign and list is still refused: that takes `--again` on the CLI).
@@ -88,29 +102,52 @@ class Runner:
             yes=True,
             resume=resume,
             sandbox=self.sandbox,
+            at=at,
         )
 
     def start(
-        self, campaign_file: Path, input_path: Path | None, *, resume: Path | None = None
+        self,
+        campaign_file: Path,
+        input_path: Path | None,
+        *,
+        resume: Path | None = None,
+        at: datetime | None = None,
     ) -> ActiveRun:
-        """Start a send in a new thread; the caller waits on ``control.started`` or
-        ``finished`` to learn the run folder or the error."""
-        options = self.options(campaign_file, input_path, resume)
-        run = ActiveRun(api.RunControl())
-        with self._lock:
-            self._starting.append(run)
-        run.thread = threading.Thread(
-            target=self._send, args=(run, options), name="campaigner-send", daemon=True
+        """Start a send in a new thread; the caller waits on ``control.started`` to learn
+        the run folder (or, once ``finished``, the error)."""
+        options = self.options(campaign_file, input_path, resume, at)
+        return self._launch(
+            lambda run: api.send(
+                options, run.on_progress, say=run.notices.append, control=run.control
+            ),
+            at=at,
         )
-        run.thread.start()
-        return run
+
+    def retry(self, run_id: str) -> ActiveRun:
+        """A new run of a run's failed rows with a retriable code (``campaigner retry``)."""
+        run_dir = self.workspace.run_dir(run_id)
+        if run_dir is None:
+            raise CampaignerError("no such run")
+        return self._launch(
+            lambda run: api.retry(
+                run_dir,
+                progress=run.on_progress,
+                endpoint=self.endpoint or DEFAULT_ENDPOINT,
+                out=self.workspace.out,
+                yes=True,
+                say=run.notices.append,
+                control=run.control,
+            )
+        )
 
     def resume(self, run_id: str) -> ActiveRun:
-        """``--resume`` of a run folder, with the campaign file it recorded."""
+        """``--resume`` of a run folder, with the campaign file it recorded; a scheduled
+        run keeps its time (when that has passed meanwhile, it sends now)."""
         info = self.workspace.info(run_id)
         if info is None:
             raise CampaignerError("no such run")
-        if self.active(run_id) is not None and info.state == "sending":
+        active = self.active(run_id)
+        if active is not None and not active.finished.is_set():
             raise CampaignerError("the run is sending already")
         campaign = info.meta.get("campaign_path")
         if not campaign or not Path(campaign).is_file():
@@ -119,8 +156,14 @@ class Runner:
                 "is gone; resume it from the command line with `campaigner send CAMPAIGN_FILE "
                 f"--resume {info.run_dir}`"
             )
+        at = None
+        if info.meta.get(META_STATE) == RunState.SCHEDULED and info.meta.get(META_SCHEDULED_FOR):
+            with suppress(ValueError):
+                at = datetime.fromisoformat(info.meta[META_SCHEDULED_FOR])
+            if at is not None and at <= datetime.now(at.tzinfo):
+                at = None
         self.workspace.set_web_state(run_id, state="sending")
-        return self.start(Path(campaign), None, resume=info.run_dir)
+        return self.start(Path(campaign), None, resume=info.run_dir, at=at)
 
     def stop(self, run_id: str, reason: str) -> bool:
         """Pause or cancel a run this server sends (False: it sends no such run)."""
@@ -131,19 +174,28 @@ class Runner:
         run.control.stop(reason)
         return True
 
-    def _send(self, run: ActiveRun, options: api.SendOptions) -> None:
+    def _launch(
+        self, call: Callable[[ActiveRun], api.SendResult], at: datetime | None = None
+    ) -> ActiveRun:
+        run = ActiveRun(api.RunControl(), at=at)
+        with self._lock:
+            self._starting.append(run)
+        run.thread = threading.Thread(
+            target=self._send, args=(run, call), name="campaigner-send", daemon=True
+        )
+        run.thread.start()
+        return run
+
+    def _send(self, run: ActiveRun, call: Callable[[ActiveRun], api.SendResult]) -> None:
         state, error = "done", None
         watcher = threading.Thread(target=self._register, args=(run,), daemon=True)
         watcher.start()
         try:
-            result = api.send(
-                options,
-                run.on_progress,
-                say=run.notices.append,
-                control=run.control,
-            )
+            result = call(run)
             if result.stop_reason is not None:
                 state = _STOPS.get(result.stop_reason, "stopped")
+        except RunCancelled as exc:
+            state, error = "cancelled", str(exc)
         except RunStopped as exc:
             state, error = "stopped", str(exc)
         except CampaignerError as exc:
@@ -181,8 +233,8 @@ class Runner:
             if self.workspace.web_state(run_id).get("state") != "sending":
                 continue
             info = self.workspace.info(run_id)
-            if info is None or info.meta.get("finished") == "yes" or lock_held(info.run_dir):
-                continue
+            if info is None or info.state not in ("interrupted", "stopped"):
+                continue  # done, cancelled, paused, or another process has it
             try:
                 self.resume(run_id)
             except CampaignerError as exc:
@@ -193,9 +245,10 @@ class Runner:
 
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Stop every run gracefully (the requests in flight finish); they stay 'sending'
-        in the workspace, so the next start resumes them."""
+        in the workspace, so the next start resumes them. A scheduled run still waiting is
+        left alone (a stop would cancel it): it ends with the process and keeps its time."""
         with self._lock:
-            runs = [*self._runs.values(), *self._starting]
+            runs = [r for r in (*self._runs.values(), *self._starting) if not r.waiting]
         for run in runs:
             run.control.stop(SERVER_STOPPING)
         deadline = time.monotonic() + timeout_s

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from campaigner.errors import CampaignerError, JournalError
-from campaigner.journal import LOCK_NAME, Journal, RunLock
+from campaigner.errors import CampaignerError
+from campaigner.journal import Journal
+from campaigner.runstate import RunState, lock_held, shown_state
 
 __all__ = ("RunInfo", "Workspace")
 
 WEB_DIR = ".campaigner-web"
+_WEB_STOPS = ("paused", "cancelled")  # RunControl reasons the run page shows as states
 _DRAFT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
@@ -119,10 +121,9 @@ class Workspace:
         finally:
             journal.close()
         meta.pop("campaign_text", None)  # large, and not for pages
-        web = self.web_state(run_id)
-        state = _journal_state(run_dir, meta)
-        if state != "sending" and web.get("state") in ("paused", "cancelled", "scheduled"):
-            state = web["state"]
+        state = shown_state(meta, lock_held(run_dir)).value
+        if state == RunState.STOPPED and meta.get("stop_reason") in _WEB_STOPS:
+            state = meta["stop_reason"]  # the web app's Pause or Cancel
         try:
             created = float(meta.get("created_at", "0"))
         except ValueError:
@@ -132,25 +133,3 @@ class Workspace:
     def runs(self) -> list[RunInfo]:
         found = [self.info(run_id) for run_id in self.run_ids()]
         return sorted((r for r in found if r is not None), key=lambda r: -r.created_at)
-
-
-def lock_held(run_dir: Path) -> bool:
-    """Whether a process (this one included) is working on the run now."""
-    if not (run_dir / LOCK_NAME).exists():
-        return False
-    lock = RunLock(run_dir)
-    try:
-        lock.acquire()
-    except (JournalError, OSError):
-        return True
-    lock.release()
-    return False
-
-
-def _journal_state(run_dir: Path, meta: dict[str, str]) -> str:
-    if meta.get("finished") == "yes":
-        return "done"
-    if lock_held(run_dir):
-        return "sending"
-    summary = read_json(run_dir / "summary.json")
-    return "stopped" if summary.get("stopped") else "interrupted"
