@@ -352,11 +352,12 @@ def test_send(
     from campaigner.testsend import run_test_send
 
     campaign = _campaign(options, say)
-    credentials = options.credentials or Credentials.from_env(os.environ)
     sandbox = None
-    if options.sandbox:
+    if options.sandbox:  # the simulator's own key pair: no credentials needed
         credentials = Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET)
         sandbox = serve_sandbox(options.out)
+    else:
+        credentials = options.credentials or Credentials.from_env(os.environ)
 
     async def run() -> list[TestSendAnswer]:
         async with AsyncExitStack() as stack:

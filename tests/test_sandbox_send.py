@@ -1,11 +1,15 @@
-"""The in-process sandbox simulator gives every start its own MessageIds."""
+"""Sends to the in-process sandbox simulator: every start has its own MessageIds, and no
+Alibaba Cloud credentials are needed."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+import pytest
+
 import campaigner
+from campaigner import api
 from tests.samples import sample_campaign
 
 
@@ -29,3 +33,16 @@ def test_two_sandbox_runs_share_no_message_id(tmp_path: Path) -> None:
     second = _message_ids(campaign, listing, tmp_path / "b")
     assert len(first) == len(second) == 5
     assert not first & second
+
+
+def test_a_sandbox_test_send_needs_no_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It read ALIBABA_CLOUD_* before looking at sandbox: `send --sandbox --test-to` and the
+    # web app's Test send failed with "credentials are missing" on a machine without them.
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", raising=False)
+    options = campaigner.SendOptions(sample_campaign(tmp_path), out=tmp_path, sandbox=True)
+    answers = api.test_send(options, ["8613800000011", "8613800000012"])
+    assert len(answers) == 2
+    assert all(a.sent and a.message_id for a in answers)
