@@ -271,8 +271,10 @@ def wanted(records: list[AcceptedSend], plan: ReceiptPlan, seed: int) -> set[tup
     keys = set()
     for rec in records:
         for event in fate_of(rec, plan, seed).events:
-            keys.add((rec.message_id if event.kind == "status" else str(event.inbound_id),
-                      event.status or "inbound"))  # fmt: skip
+            if event.kind == "status":
+                keys.add((rec.message_id, str(event.status)))
+            else:
+                keys.add((str(event.inbound_id), "inbound"))
     return keys
 
 
@@ -412,18 +414,18 @@ async def test_listing_agrees_with_what_was_pushed() -> None:
                     assert reply.message_id
                 assert await pusher.drain(120)
                 furthest: dict[str, str] = {}
-                for message_id, status in receiver.delivered():
+                for message_id, state in receiver.delivered():
                     old = furthest.get(message_id)
                     if (
-                        status != "inbound"
+                        state != "inbound"
                         and old != "Failed"
-                        and (status == "Failed" or old is None or ORDER[status] > ORDER[old])
+                        and (state == "Failed" or old is None or ORDER[state] > ORDER[old])
                     ):
-                        furthest[message_id] = status
+                        furthest[message_id] = state
                 assert len(furthest) == len(numbers)
                 assert set(furthest.values()) == {"Sent", "Delivered", "Read", "Failed"}
                 for to in numbers:
-                    status, body = await client.call(
+                    http, body = await client.call(
                         LIST_ACTION,
                         {
                             "ChannelType": "whatsapp",
@@ -432,7 +434,7 @@ async def test_listing_agrees_with_what_was_pushed() -> None:
                             "Page": '{"Index":1,"Size":10}',
                         },
                     )
-                    assert status == 200
+                    assert http == 200
                     [item] = body["Data"]
                     pushed = furthest[item["MessageId"]]
                     assert item["MessageStatus"] == LISTED[pushed]
@@ -442,7 +444,7 @@ async def test_listing_agrees_with_what_was_pushed() -> None:
                     else:
                         assert item["FailReason"] is None
                 failed = [m for m, s in furthest.items() if s == "Failed"]
-                status, body = await client.call(
+                http, body = await client.call(
                     LIST_ACTION,
                     {
                         "ChannelType": "whatsapp",

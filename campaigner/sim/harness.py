@@ -39,11 +39,13 @@ def free_port() -> int:
 
 @dataclass
 class Sandbox:
-    """`campaigner sandbox` in a child process, on a free port; ``extra`` are more options."""
+    """`campaigner sandbox` in a child process, on a free port; ``extra`` are more options,
+    ``env`` more environment variables."""
 
     log: Path | None = None
     latency_ms: float = 20
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +68,8 @@ class Sandbox:
         ]
         # This interpreter running campaigner with options built here: no untrusted input.
         quiet = subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdout=quiet, stderr=quiet)  # noqa: S603
+        env = os.environ | self.env
+        self.proc = subprocess.Popen(cmd, stdout=quiet, stderr=quiet, env=env)  # noqa: S603
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

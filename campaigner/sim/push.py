@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -73,10 +74,19 @@ class _Item:
 class Pusher:
     """Posts receipts for the messages handed to ``schedule``; run ``run()`` as a task."""
 
-    def __init__(self, target: PushTarget, plan: ReceiptPlan, seed: int = 0) -> None:
+    def __init__(
+        self,
+        target: PushTarget,
+        plan: ReceiptPlan,
+        seed: int = 0,
+        *,
+        on_acknowledged: Callable[[Kind, list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.target = target
         self.plan = plan
         self.seed = seed
+        # Told every body a 200 acknowledged (crash tests compare it with the receiver's store).
+        self.on_acknowledged = on_acknowledged
         self.counters: Counter[str] = Counter()
         self._heap: list[tuple[float, int, _Item]] = []
         self._order = itertools.count()
@@ -166,7 +176,8 @@ class Pusher:
         ]
 
     async def _post(self, session: aiohttp.ClientSession, kind: Kind, items: list[_Item]) -> None:
-        body = json.dumps([item.body() for item in items], ensure_ascii=False).encode()
+        bodies = [item.body() for item in items]
+        body = json.dumps(bodies, ensure_ascii=False).encode()
         self.counters["posts"] += 1
         self.counters["max_batch"] = max(self.counters["max_batch"], len(items))
         problem = ""
@@ -180,6 +191,8 @@ class Pusher:
             problem = type(exc).__name__
         if not problem:
             self.counters["acknowledged"] += len(items)
+            if self.on_acknowledged is not None:
+                self.on_acknowledged(kind, bodies)
             self._settle(len(items))
             return
         self.counters["posts_failed"] += 1
