@@ -21,6 +21,7 @@ __all__ = (
     "LIST_QPS",
     "MAX_QPS",
     "RECEIPT_BODY_MAX_BYTES",
+    "RECEIPT_BODY_MAX_ITEMS",
     "RECEIPT_BODY_TIMEOUT_S",
     "RECEIPT_KEEP_ALIVE_S",
     "RECONCILE_GRACE_S",
@@ -40,6 +41,8 @@ RECONCILE_GRACE_S: Final = 600.0
 
 # -- the receipt receiver -----------------------------------------------------------------
 RECEIPT_BODY_MAX_BYTES: Final = 1 << 20  # one pushed body; above it the answer is 413
+# Objects in one body: ~2,600 real receipts fill a MiB, so more is junk such as `[{},{},...]`.
+RECEIPT_BODY_MAX_ITEMS: Final = 10_000
 RECEIPT_BODY_TIMEOUT_S: Final = 10.0  # a body must arrive within this (slow uploads: 408)
 RECEIPT_KEEP_ALIVE_S: Final = 5.0  # an idle keep-alive connection is closed after this
 CALLBACK_TOKEN_MIN_CHARS: Final = 16  # the callback path's token: unguessable, or no start

@@ -19,18 +19,18 @@ from typing import Any
 import anyio
 import polars as pl
 
+from campaigner.budget import GrantRule, LocalBudget, RateBudget, take_grant
 from campaigner.cams import LIST_ACTION
 from campaigner.columns import ROW, STATUS
 from campaigner.inputs import InputTable
 from campaigner.journal import Journal, Outcome
-from campaigner.limits import RECONCILE_GRACE_S
+from campaigner.limits import LIST_QPS, RECONCILE_GRACE_S
 from campaigner.rows import Deduper, Plan
 from campaigner.send.client import CamsClient
 from campaigner.statuses import JournalState, Status
 
 __all__ = ("ReconcileCounts", "reconcile_rows")
 
-_LIST_QPS = 50  # a lookup API: stay well below any plausible limit
 _LIST_CONCURRENCY = 16
 _PAGE = json.dumps({"Index": 1, "Size": 100}, separators=(",", ":"))
 
@@ -91,8 +91,10 @@ async def reconcile_rows(
     skew_s: float = 120.0,
     clock: Callable[[], float] = time.time,
     say: Callable[[str], None] = lambda _: None,
+    budget: RateBudget | None = None,
 ) -> ReconcileCounts:
-    """Look up every unknown row and settle it in the journal.
+    """Look up every unknown row and settle it in the journal; each lookup waits for a
+    grant of ``budget`` (ListChatappMessage's own; default: this process, LIST_QPS/s).
 
     The caller holds the run's lock, so no process is sending: rows still in ``intent``
     were in flight when a run was killed, and are unknown like the others.
@@ -105,6 +107,13 @@ async def reconcile_rows(
     calls = await anyio.to_thread.run_sync(_unknown_calls, plan, table, unknown)
     outcomes: list[Outcome] = []
     in_flight = anyio.CapacityLimiter(_LIST_CONCURRENCY)
+    budget = budget or LocalBudget(GrantRule(limit=LIST_QPS))
+    waiting: list[str] = []  # the budget's last complaint, said once until it answers
+
+    def budget_trouble(why: str | None) -> None:
+        if why is not None and not waiting:
+            say(f"{why}: lookups paused until it answers")
+        waiting[:] = [why] if why else []
 
     async def settle(row: int, intent_at: float | None, call: dict[str, Any]) -> None:
         async with in_flight:
@@ -155,7 +164,7 @@ async def reconcile_rows(
             if call is None:
                 result.still_unknown += 1
                 continue
-            await anyio.sleep(1.0 / _LIST_QPS)  # paced starts, a few in flight
+            await take_grant(budget, unavailable=budget_trouble)  # paced starts, a few in flight
             tg.start_soon(settle, row, intent_at, call)
     await anyio.to_thread.run_sync(journal.apply, [], outcomes)
     return result

@@ -33,8 +33,10 @@ from functools import partial
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from campaigner.budget import RateBudget
 from campaigner.cams import Reply, ReplyKind
 from campaigner.crashpoints import crash_point
+from campaigner.errors import BudgetUnavailable
 from campaigner.journal import Outcome
 from campaigner.limits import DEFAULT_MAX_ATTEMPTS, DEFAULT_OUTAGE_LIMIT_S
 from campaigner.send.client import CamsClient
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 _INTENT_CHUNK = 8  # intents committed together ahead of their sends (≈ 32 ms at 250/s)
 _READY_BUFFER = 16  # with the chunk: at most ~100 ms of intents ahead of the sends
 _BACKOFF_BASE_S, _BACKOFF_CAP_S = 0.5, 30.0
+_BUDGET_RETRY_S = 0.5  # asking again a rate budget that cannot answer (Redis gone)
 
 
 @dataclass(slots=True)
@@ -65,7 +68,9 @@ class SendPool:
 
     Options are set once, here: ``outage_limit_s`` stops the run when CAMS stays
     unreachable that long; ``quiet_gc`` freezes the heap at start and per batch (see
-    ``run``); ``on_outcome`` sees each row's last outcome of this run.
+    ``run``); ``on_outcome`` sees each row's last outcome of this run; ``budget``, when
+    given, must grant every start too (the account's quota shared with other processes),
+    on top of this pool's own pacer.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class SendPool:
         outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S,
         on_outcome: Callable[[Outcome], None] | None = None,
         quiet_gc: bool = True,
+        budget: RateBudget | None = None,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -88,6 +94,7 @@ class SendPool:
         self.outage_limit_s = outage_limit_s
         self.on_outcome = on_outcome
         self.quiet_gc = quiet_gc
+        self.budget = budget
         self._account_error: Reply | None = None
         self._outage_error: str | None = None
         self._stop_reason: str | None = None
@@ -279,9 +286,34 @@ class SendPool:
                 refused = await self.client.ready()
             if self._ready_wait.cancelled_caught:
                 return None
-            if refused is not None or self._pacer.delay(anyio.current_time()) <= 0:
+            if refused is not None:
                 return refused
+            if self._pacer.delay(anyio.current_time()) > 0:
+                continue
+            wait = await self._budget_wait()
+            if wait <= 0:
+                return None  # granted: the caller starts without yielding
+            with anyio.move_on_after(wait):
+                await self._stopping.wait()
         return None
+
+    async def _budget_wait(self) -> float:
+        """0 when the shared budget grants this start (or there is none), else a wait. While
+        it cannot answer, nothing starts: the progress line says so."""
+        if self.budget is None:
+            return 0.0
+        try:
+            wait = await self.budget.take()
+        except BudgetUnavailable as exc:
+            if self._counts.budget_unavailable_since is None:
+                self._counts.budget_unavailable_since = time.monotonic()
+                log.warning("%s: sending paused", exc)
+            self._counts.budget_error = str(exc)
+            return _BUDGET_RETRY_S
+        if self._counts.budget_unavailable_since is not None:
+            log.warning("the rate budget answers again: sending goes on")
+            self._counts.budget_unavailable_since = None
+        return wait
 
     def _on_reply(self, job: Job, started: float, reply: Reply) -> None:
         if self._closed:  # the run was aborted: the journal keeps this row in intent

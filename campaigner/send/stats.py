@@ -31,13 +31,20 @@ class PoolStats:
     unreachable_since: float | None = None
     unreachable_error: str = ""
     outage_limit_s: float = 0.0
+    # While the rate budget cannot answer (Redis gone): since when (time.monotonic), why.
+    budget_unavailable_since: float | None = None
+    budget_error: str = ""
 
     @property
     def done(self) -> int:
         return self.sent + self.failed + self.unknown + self.not_attempted
 
     def outage(self) -> str | None:
-        """What is wrong while CAMS is unreachable, in words (None while it is reachable)."""
+        """What holds the sending, in words: the rate budget cannot answer, or CAMS cannot
+        be reached (None while neither)."""
+        if self.budget_unavailable_since is not None:
+            paused = time.monotonic() - self.budget_unavailable_since
+            return f"{self.budget_error}; sending paused for {paused:.0f} s until it answers"
         if self.unreachable_since is None:
             return None
         so_far = time.monotonic() - self.unreachable_since
@@ -67,6 +74,8 @@ class Counters:
     unreachable_since: float | None = None
     unreachable_error: str = ""
     outage_limit_s: float = 0.0
+    budget_unavailable_since: float | None = None
+    budget_error: str = ""
 
     def snapshot(self) -> PoolStats:
         """The figures now, as an immutable PoolStats (copied by field name)."""
