@@ -101,7 +101,7 @@ def print_preview(result: PreviewResult) -> None:
     echo(f"  estimated send time at {result.qps}/s: {duration(result.estimated_send_seconds)}")
     if result.examples:
         echo("First rendered calls (recipient masked):")
-        for query in result.examples:
+        for query in result.examples[:3]:
             echo("  " + json.dumps(query, ensure_ascii=False))
     echo(report_line(result.run_dir))
     rate = result.tally.rows / max(result.seconds, 1e-9)

@@ -33,7 +33,7 @@ __all__ = (
     "run_preview",
 )
 
-_EXAMPLES = 3
+_EXAMPLES = 5  # the web app's preview shows five; the CLI prints the first three
 
 
 @dataclass
