@@ -26,6 +26,7 @@ class ReceiverProcess:
     token: str
     port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     stderr_path: Path | None = None
 
@@ -50,7 +51,8 @@ class ReceiverProcess:
                     str(self.port),
                     "--out",
                     str(self.workspace),
-                ],  # fmt: skip
+                    *self.extra_args,
+                ],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 env=env,

@@ -91,25 +91,27 @@ def phone_key(value: object) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
-def parse_status_body(body: bytes) -> list[Receipt]:
-    """Every status receipt of a pushed body; ``ReceiptFormatError`` if it is not JSON objects."""
-    objects = _objects(body)
+def parse_status_body(body: bytes, max_items: int | None = None) -> list[Receipt]:
+    """Every status receipt of a pushed body; ``ReceiptFormatError`` if it is not JSON objects
+    (or more than ``max_items`` of them)."""
+    objects = _objects(body, max_items)
     try:
         return [_receipt(obj) for obj in objects]
     except RecursionError:  # re-encoding a value nested near the limit, deeper in the stack
         raise ReceiptFormatError("the JSON is nested too deeply") from None
 
 
-def parse_inbound_body(body: bytes) -> list[Inbound]:
-    """Every inbound message of a pushed body; ``ReceiptFormatError`` if it is not JSON objects."""
-    objects = _objects(body)
+def parse_inbound_body(body: bytes, max_items: int | None = None) -> list[Inbound]:
+    """Every inbound message of a pushed body; ``ReceiptFormatError`` if it is not JSON
+    objects (or more than ``max_items`` of them)."""
+    objects = _objects(body, max_items)
     try:
         return [_inbound(obj) for obj in objects]
     except RecursionError:
         raise ReceiptFormatError("the JSON is nested too deeply") from None
 
 
-def _objects(body: bytes) -> list[dict[str, Any]]:
+def _objects(body: bytes, max_items: int | None) -> list[dict[str, Any]]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -124,6 +126,8 @@ def _objects(body: bytes) -> list[dict[str, Any]]:
     if isinstance(data, dict):
         return [data]
     if isinstance(data, list):
+        if max_items is not None and len(data) > max_items:
+            raise ReceiptFormatError(f"{len(data)} items in one body; at most {max_items}")
         for index, item in enumerate(data):
             if not isinstance(item, dict):
                 kind = type(item).__name__

@@ -36,6 +36,7 @@ from campaigner.errors import ReceiptFormatError, ReceiverError, StorageError
 from campaigner.limits import (
     CALLBACK_TOKEN_MIN_CHARS,
     RECEIPT_BODY_MAX_BYTES,
+    RECEIPT_BODY_MAX_ITEMS,
     RECEIPT_BODY_TIMEOUT_S,
 )
 from campaigner.receipts.parse import Inbound, Receipt, parse_inbound_body, parse_status_body
@@ -220,8 +221,8 @@ async def _read_body(request: Request) -> bytes:
 
 def _parse(kind: Kind, body: bytes) -> tuple[list[Receipt], list[Inbound]]:
     if kind == "status":
-        return parse_status_body(body), []
-    return [], parse_inbound_body(body)
+        return parse_status_body(body, RECEIPT_BODY_MAX_ITEMS), []
+    return [], parse_inbound_body(body, RECEIPT_BODY_MAX_ITEMS)
 
 
 def _endpoint(kind: Kind, token: str, writer: ReceiptWriter) -> Route:
