@@ -167,8 +167,17 @@ def test_over_a_mib_is_413_declared_or_streamed(server: Server) -> None:
     assert answer.status_code == 413
     assert server.rows("SELECT count(*) FROM receipts") == [(0,)]
     # Just under the limit is fine.
-    fits = b"[" + b",".join([b'{"MessageId":"m","Status":"Sent"}'] * 30_000) + b"]"
+    pad = "x" * 55
+    items = [f'{{"MessageId":"m{i:05d}","Status":"Sent","Pad":"{pad}"}}' for i in range(10_000)]
+    fits = ("[" + ",".join(items) + "]").encode()
+    assert (1 << 20) - 100_000 < len(fits) <= 1 << 20
     assert httpx.post(server.url(), content=fits, timeout=60).status_code == 200
+    assert server.rows("SELECT count(*) FROM receipts") == [(10_000,)]
+    # One more object is over the items limit: refused whole.
+    over = fits[:-1] + b',{"MessageId":"one-more","Status":"Sent"}]'
+    answer = httpx.post(server.url(), content=over, timeout=60)
+    assert answer.status_code == 400
+    assert "10001 items" in answer.json()["msg"]
 
 
 def test_a_slow_body_is_408_and_others_are_answered_meanwhile(
