@@ -3,6 +3,7 @@ the host-wide budget's file shared by several objects and real processes."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -268,6 +269,55 @@ def test_a_process_killed_holding_the_lock_leaves_nothing_stuck(tmp_path: Path) 
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=30)
+
+
+_GRANTS = """
+import json, sys, time
+from pathlib import Path
+from campaigner.budget import GrantRule, HostBudget
+budget = HostBudget(Path(sys.argv[1]), GrantRule(limit=20))
+print("ready", flush=True)
+sys.stdin.readline()  # all start together
+times, end = [], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    wait = budget.take_now()
+    if wait > 0:
+        time.sleep(wait)
+    else:
+        times.append(budget.granted_at)
+print(json.dumps(times), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_sharing_the_host_budget_never_exceed_it_together(tmp_path: Path) -> None:
+    """The guarantee itself, free of any scheduling noise: the grant times, on the host's
+    clock, of three processes asking as fast as allowed, never more than the limit in any
+    second, and about the limit together (each alone would take all of it)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _GRANTS, str(tmp_path / "b.budget"), "4"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    grants = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        grants.append(json.loads(out))
+    assert all(grants)  # each got some
+    together = sorted(t for times in grants for t in times)
+    assert max_in_window(together, 1.0) <= 20
+    assert len(together) <= 20 * 5  # 4 s and a window's worth, not 3 × 80
 
 
 class _Flaky:

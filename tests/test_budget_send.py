@@ -17,7 +17,7 @@ import redis
 from campaigner.budget.lease import RunLease
 from campaigner.budget.redis import connect
 from campaigner.sim.crashcheck import CAMPAIGN, check, read_report, run_dir, write_campaign
-from campaigner.sim.harness import Sandbox, campaigner, run, send_args
+from campaigner.sim.harness import Sandbox, campaigner, free_port, run, send_args
 from tests.redis_server import RedisServer, require_redis
 from tests.samples import one_line_error
 
@@ -101,6 +101,20 @@ def test_a_bad_rate_budget_is_a_usage_error(tmp_path: Path) -> None:
     assert code == 2, err
     assert "--rate-budget must be host, local or redis://HOST:PORT/DB" in err
     assert not (tmp_path / "out").exists()  # nothing was read or created
+
+
+def test_redis_unreachable_at_the_start_is_one_line_and_sends_nothing(tmp_path: Path) -> None:
+    campaign = write_list(tmp_path / "c", 0, 20)
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    with Sandbox(latency_ms=20) as sandbox:
+        code, _, err = run(
+            *send_args(campaign, tmp_path / "out", sandbox.url, None), "--rate-budget", nowhere
+        )
+        assert code == 1, err
+        assert sandbox.stats()["requests"] == 0
+    line = one_line_error(subprocess.CompletedProcess([], code, "", err))
+    assert f"cannot reach the rate budget {nowhere}" in line
+    assert "nothing was sent" in line
 
 
 def _wait_for(predicate, timeout_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]

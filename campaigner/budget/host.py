@@ -88,6 +88,7 @@ class HostBudget:
                 "use --rate-budget local (this process only) or fix the folder"
             ) from None
         self._size = _HEAD.size + 8 * rule.limit + 4  # the most the file can hold
+        self.granted_at: float | None = None  # the clock at the last grant (for checks)
 
     @property
     def where(self) -> str:
@@ -112,6 +113,7 @@ class HostBudget:
                 data = encode_state(self.rule, state)
                 if os.pwrite(fd, data, 0) != len(data):
                     raise OSError(errno.EIO, "short write")
+                self.granted_at = now
             return wait
         except OSError as exc:
             raise RateBudgetError(
