@@ -44,7 +44,7 @@ class PushTarget:
     retry_s: tuple[float, ...] = (1.0, 5.0, 10.0)
     timeout_s: float = 3.0  # CAMS wants an answer within 3 s
     batch_max: int = 100
-    linger_s: float = 0.05  # wait this long for more due receipts to fill a batch
+    linger_s: float = 0.1  # wait this long for more due receipts to fill a batch
     concurrency: int = 4
 
     def url(self, kind: Kind) -> str:
@@ -103,6 +103,7 @@ class Pusher:
             self._push(start + post.after_ms / 1000.0, _Item(record, post.event))
         self._outstanding += len(fate.posts)
         self.counters["scheduled"] += len(fate.posts)
+        self.counters["duplicates"] += len(fate.posts) - len(fate.events)
         if self._outstanding:
             self._idle.clear()
 
@@ -136,7 +137,7 @@ class Pusher:
                 while True:
                     if not await self._until_due():
                         continue
-                    if len(self._heap) < target.batch_max and target.linger_s > 0:
+                    if target.linger_s > 0:  # let more become due: fewer, fuller posts
                         await asyncio.sleep(target.linger_s)
                     for kind, items in self._take(time.monotonic()):
                         await slots.acquire()
