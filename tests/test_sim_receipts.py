@@ -319,6 +319,25 @@ async def test_every_receipt_is_pushed_in_batches_of_at_most_100() -> None:
 
 
 @pytest.mark.anyio
+async def test_due_receipts_are_gathered_into_few_full_posts() -> None:
+    # The linger was skipped while more than 100 receipts were queued, due or not: a post
+    # per wake-up, a few receipts each.
+    plan = ReceiptPlan(delay_ms=(0.0, 500.0))
+    receiver = Receiver()
+    async with receiving(receiver) as base:
+        pusher = Pusher(PushTarget(base, TOKEN, linger_s=0.1), plan, seed=16)
+        now = time.monotonic()
+        async with pushing(pusher):
+            for i in range(1000):
+                pusher.schedule(record(i, when=now))
+            assert await pusher.drain(120)
+    posts = len(receiver.posts)
+    # About 2 s of receipts, taken every 0.1 s or less often, in two endpoints' posts.
+    assert posts <= 100, posts
+    assert pusher.counters["scheduled"] / posts >= 20
+
+
+@pytest.mark.anyio
 async def test_a_500_answer_is_retried_until_every_receipt_arrives() -> None:
     receiver = Receiver(fail=3)
     async with receiving(receiver) as base:
