@@ -439,6 +439,9 @@ def test_preview_send_watch_and_download_against_the_simulator(tmp_path: Path) -
         page = client.get(run_url).text
         assert f'data-count="sent">{would_send}<' in page
         assert 'data-count="remaining">0<' in page
+        funnel = {k: int(v) for k, v in re.findall(r'data-funnel="(\w+)">(\d+)<', page)}
+        assert set(funnel) == {"delivered", "read", "replied", "failed"}
+        assert 0 < funnel["delivered"] + funnel["failed"] <= would_send  # the sandbox's receipts
 
         downloaded = client.get(run_url + "/report.csv")
         assert "attachment" in downloaded.headers["content-disposition"]

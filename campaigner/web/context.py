@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import anyio
 import jinja2
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -25,6 +24,7 @@ from campaigner.web.auth import (
     csrf_ok,
     load_secret_key,
 )
+from campaigner.web.reports import ReportRebuilds
 from campaigner.web.runner import Runner
 from campaigner.web.uploads import UploadError, read_form
 from campaigner.web.workspace import Workspace
@@ -53,16 +53,12 @@ class Web:
         self.codec = SessionCodec(load_secret_key(self.workspace.web_dir))
         self.limiter = AttemptLimiter()
         self.runner = Runner(self.workspace, sandbox=sandbox, endpoint=endpoint)
-        self._report_locks: dict[str, anyio.Lock] = {}
+        self.reports = ReportRebuilds()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("campaigner.web", "templates"),
             autoescape=True,  # every page: cells, column and file names, CAMS messages
             undefined=jinja2.StrictUndefined,
         )
-
-    def report_lock(self, run_id: str) -> anyio.Lock:
-        """One report rebuild of a run at a time (two downloads at once take turns)."""
-        return self._report_locks.setdefault(run_id, anyio.Lock())
 
 
 def web(request: Request) -> Web:

@@ -101,7 +101,8 @@ async def _preview(folder: Path) -> str | None:
     """Preview the draft (in a worker thread); its figures to ``preview.json``.
     The problem in words when the campaign or list is refused."""
     campaign_file, input_path = folder / _CAMPAIGN, _recipients(folder)
-    options = api.PreviewOptions(campaign_file, input_path, out=folder / "previews")
+    # The page offers the CSV preview report only: no time spent on an XLSX one.
+    options = api.PreviewOptions(campaign_file, input_path, out=folder / "previews", xlsx=False)
     notices: list[str] = []
 
     def run() -> dict[str, Any]:

@@ -8,29 +8,38 @@
     if (el && el.textContent !== String(value)) el.textContent = String(value);
   }
 
-  function drawChart(canvas, history) {
+  // Two lines over wall-clock time, each on its own scale: messages/s (blue) and
+  // messages delivered so far (green, as receipts arrive).
+  function drawChart(canvas, history, deliveries) {
     const ctx = canvas.getContext("2d");
     const w = canvas.width, h = canvas.height;
     ctx.clearRect(0, 0, w, h);
-    if (!history || history.length < 2) return;
     const rates = [];
     for (let i = 1; i < history.length; i++) {
       const [t0, s0, f0] = history[i - 1], [t1, s1, f1] = history[i];
       rates.push([t1, t1 > t0 ? (s1 + f1 - s0 - f0) / (t1 - t0) : 0]);
     }
-    const tMin = rates[0][0], tMax = rates[rates.length - 1][0];
-    const rMax = Math.max(1, ...rates.map((r) => r[1]));
-    ctx.strokeStyle = "#2563eb";
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    rates.forEach(([t, r], i) => {
-      const x = tMax > tMin ? ((t - tMin) / (tMax - tMin)) * (w - 10) + 5 : 5;
-      const y = h - 5 - (r / rMax) * (h - 20);
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-    });
-    ctx.stroke();
-    ctx.fillStyle = "#374151";
-    ctx.fillText(`${rMax.toFixed(0)} msg/s`, 5, 12);
+    const points = rates.concat(deliveries);
+    if (points.length < 2) return;
+    const tMin = Math.min(...points.map((p) => p[0]));
+    const tMax = Math.max(...points.map((p) => p[0]));
+    const x = (t) => (tMax > tMin ? ((t - tMin) / (tMax - tMin)) * (w - 10) + 5 : 5);
+    function line(series, color, label, row) {
+      if (series.length < 1) return;
+      const top = Math.max(1, ...series.map((p) => p[1]));
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      series.forEach(([t, v], i) => {
+        const y = h - 5 - (v / top) * (h - 30);
+        if (i === 0) ctx.moveTo(x(t), y); else ctx.lineTo(x(t), y);
+      });
+      ctx.stroke();
+      ctx.fillStyle = color;
+      ctx.fillText(`${label}: up to ${top.toFixed(0)}`, 5, 12 * row);
+    }
+    line(rates, "#2563eb", "messages/s", 1);
+    line(deliveries, "#15803d", "delivered", 2);
   }
 
   function update(run, status) {
@@ -63,7 +72,7 @@
       button.disabled = !button.dataset.when.split(" ").includes(status.state);
     }
     const canvas = document.getElementById("chart");
-    if (canvas) drawChart(canvas, status.history);
+    if (canvas) drawChart(canvas, status.history || [], status.deliveries || []);
   }
 
   function watch() {

@@ -1,0 +1,66 @@
+"""Rebuilding a run's report from the web app: for a download, and now and then while a run
+page is watched, so the delivery funnel follows the receipts as they arrive (a rebuild
+records it in summary.json). One rebuild of a run at a time; watching never waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from campaigner import api
+
+__all__ = ("ReportRebuilds",)
+
+_MIN_EVERY_S = 5.0  # a watched run's funnel is at most this old...
+_COST_FACTOR = 10  # ...or ten times the last rebuild's time (large runs rebuild less often)
+_POINTS = 600
+
+
+class ReportRebuilds:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._last: dict[str, tuple[float, float]] = {}  # run -> (when, how long it took)
+        self.deliveries: dict[str, deque[tuple[float, int]]] = {}  # run -> (time, delivered)
+
+    def _run_lock(self, run_id: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(run_id, threading.Lock())
+
+    def rebuild(self, run_id: str, run_dir: Path, xlsx: bool | None = None) -> api.ReportResult:
+        """Rebuild now (waits for a rebuild of the same run going on)."""
+        with self._run_lock(run_id):
+            return self._rebuild(run_id, run_dir, xlsx)
+
+    def _rebuild(self, run_id: str, run_dir: Path, xlsx: bool | None) -> api.ReportResult:
+        started = time.monotonic()
+        result = api.report(api.ReportOptions(run_dir, xlsx))
+        now = time.monotonic()
+        self._last[run_id] = (now, now - started)
+        delivery = result.tally.delivery
+        if delivery is not None:
+            points = self.deliveries.setdefault(run_id, deque(maxlen=_POINTS))
+            points.append((round(time.time(), 1), delivery.delivered))
+        return result
+
+    def refresh_soon(self, run_id: str, run_dir: Path) -> None:
+        """Rebuild in the background when the last one is old enough and none is going on."""
+        when, cost = self._last.get(run_id, (0.0, 0.0))
+        if time.monotonic() - when < max(_MIN_EVERY_S, cost * _COST_FACTOR):
+            return
+        lock = self._run_lock(run_id)
+        if not lock.acquire(blocking=False):
+            return
+        self._last[run_id] = (time.monotonic(), cost)  # not again while this one runs
+
+        def rebuild() -> None:
+            try:
+                self._rebuild(run_id, run_dir, None)
+            except Exception:  # noqa: S110 - a failed refresh leaves the last funnel shown
+                pass
+            finally:
+                lock.release()
+
+        threading.Thread(target=rebuild, name="campaigner-report", daemon=True).start()
