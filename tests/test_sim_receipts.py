@@ -17,6 +17,8 @@ import pytest
 from aiohttp import web
 
 from campaigner.cams import LIST_ACTION
+from campaigner.receipts.parse import parse_inbound_body, parse_status_body
+from campaigner.receipts.stopwords import normalize_stop_word, stop_word_set
 from campaigner.send.client import CamsClient
 from campaigner.signing import Credentials
 from campaigner.sim.fate import (
@@ -473,3 +475,35 @@ async def test_listing_agrees_with_what_was_pushed() -> None:
                     },
                 )
                 assert sorted(i["MessageId"] for i in body["Data"]) == sorted(failed)
+
+
+def test_the_receiver_s_parser_reads_every_body_as_meant() -> None:
+    plan = ReceiptPlan(
+        fail_rate=0.2, deliver_rate=1, read_rate=1, reply_rate=1, stop_share=0.5, delay_ms=(1, 2)
+    )
+    stop_words = stop_word_set()
+    assert {normalize_stop_word(w) for w in STOP_REPLIES} <= stop_words
+    opt_outs = replies = unsubscribes = 0
+    for i in range(300):
+        rec = record(i, channel="viber" if i % 2 else "whatsapp")
+        for event in fate_of(rec, plan, seed=8).events:
+            if event.kind == "status":
+                [receipt] = parse_status_body(json.dumps([status_body(rec, event)]).encode())
+                assert (receipt.message_id, receipt.status) == (rec.message_id, event.status)
+                assert receipt.ts_ms == int(rec.received_wall * 1000 + event.at_ms)
+                assert (receipt.sender, receipt.recipient) == (rec.from_, rec.to)
+                assert receipt.error_code == event.error_code
+                unsubscribes += event.status == "unsubscribe"
+                continue
+            [inbound] = parse_inbound_body(json.dumps([inbound_body(rec, event)]).encode())
+            assert (inbound.sender, inbound.recipient) == (rec.to, rec.from_)
+            assert (inbound.type, inbound.text) == (event.reply_type, event.text)
+            assert inbound.payload == event.payload
+            replies += 1
+            said = {
+                normalize_stop_word(inbound.text or ""),
+                normalize_stop_word(inbound.payload or ""),
+            }
+            opt_outs += bool(said & stop_words)
+    assert unsubscribes > 10 and replies > 100
+    assert 0.25 * replies <= opt_outs <= 0.75 * replies  # stop_share of the replies opt out
