@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,16 +44,18 @@ _RECIPIENT_HEADERS = frozenset(
 _BUSINESS_HEADERS = frozenset({"business", "sender", "from", "business number"})
 _REASON_HEADERS = frozenset({"reason", "why", "note"})
 _CHUNK = 10_000
+# A Messenger or Instagram ID typed by hand: letters, digits and . _ - only.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{5,63}")
 _MAX_SKIPPED_SHOWN = 20
 
 
 def recipient_key(value: str) -> str | None:
     """The stored form of a number typed by hand, or None if it is not one: 6-20 digits
-    (``+86 138-0000-0001`` works), or an ID with letters and no spaces (Messenger)."""
+    (``+86 138-0000-0001`` works), or an ID of letters, digits and ``._-`` (Messenger)."""
     key = phone_key(value)
     if key.isdigit():
         return key if 6 <= len(key) <= 20 else None
-    return key if len(key) >= 6 and not any(ch.isspace() for ch in key) else None
+    return key if _ID.fullmatch(key) else None
 
 
 def _business(sender: str | None) -> str:
