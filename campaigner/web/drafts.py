@@ -4,6 +4,7 @@ and started. A draft is a folder in the workspace named by a random id."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +45,33 @@ def human_duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{math.ceil(seconds / 60)} minutes"
     return f"{seconds / 3600:.1f} hours"
+
+
+def _as_read(query: dict[str, str]) -> dict[str, Any]:
+    """A rendered call as its recipient meets it: who, which template or message type,
+    and the parameters or content it carries (the call's other fields after those)."""
+    lines: list[tuple[str, str]] = []
+    for key in ("TemplateParams", "Content", "Payload"):
+        raw = query.get(key)
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, dict):
+            for k, v in value.items():
+                lines.append((str(k), v if isinstance(v, str) else json.dumps(v)))
+        else:
+            lines.append((key, str(value)))
+    what = query.get("TemplateCode") or query.get("TemplateName") or query.get("MessageType", "")
+    shown = ("To", "TemplateParams", "Content", "Payload", "TemplateCode", "TemplateName")
+    return {
+        "to": query.get("To", ""),
+        "what": f"{query.get('Type', '')} {what} ({query.get('Language', '')})".strip(),
+        "lines": lines,
+        "call": {k: v for k, v in query.items() if k not in shown},
+    }
 
 
 def _draft(request: Request) -> tuple[str, Path] | None:
@@ -113,7 +141,7 @@ async def _preview(folder: Path) -> str | None:
         return {
             **result.summary(),
             "report": str(result.run_dir.relative_to(folder) / "report.csv"),
-            "examples": result.examples[:_EXAMPLES],
+            "examples": [_as_read(e) for e in result.examples[:_EXAMPLES]],
             "sender": str(message.get("From", "")),
             "template": f"template {template}" if template else "a text message",
             "notices": notices,

@@ -15,6 +15,8 @@ __all__ = ("ReportRebuilds",)
 
 _MIN_EVERY_S = 5.0  # a watched run's funnel is at most this old...
 _COST_FACTOR = 10  # ...or ten times the last rebuild's time (large runs rebuild less often)
+# While the run sends, a rebuild competes with it for the CPU: rarer.
+_SENDING_EVERY_S, _SENDING_COST_FACTOR = 30.0, 40
 _POINTS = 600
 
 
@@ -45,10 +47,13 @@ class ReportRebuilds:
             points.append((round(time.time(), 1), delivery.delivered))
         return result
 
-    def refresh_soon(self, run_id: str, run_dir: Path) -> None:
+    def refresh_soon(self, run_id: str, run_dir: Path, *, sending: bool) -> None:
         """Rebuild in the background when the last one is old enough and none is going on."""
         when, cost = self._last.get(run_id, (0.0, 0.0))
-        if time.monotonic() - when < max(_MIN_EVERY_S, cost * _COST_FACTOR):
+        every, factor = (
+            (_SENDING_EVERY_S, _SENDING_COST_FACTOR) if sending else (_MIN_EVERY_S, _COST_FACTOR)
+        )
+        if time.monotonic() - when < max(every, cost * factor):
             return
         lock = self._run_lock(run_id)
         if not lock.acquire(blocking=False):

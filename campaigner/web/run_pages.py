@@ -134,7 +134,8 @@ async def run_events(request: Request) -> Response:
                 return
             yield f"data: {json.dumps(status)}\n\n"
             if status["state"] != "interrupted":  # receipts may be arriving: recount them
-                app.reports.refresh_soon(run_id, app.workspace.out / run_id)
+                sending = status["state"] in _ACTIVE_STATES
+                app.reports.refresh_soon(run_id, app.workspace.out / run_id, sending=sending)
             due += _EVENT_EVERY_S  # a steady beat, whatever each event took
             await anyio.sleep(max(due - anyio.current_time(), 0.0))
 
