@@ -59,7 +59,7 @@ async def feed(
         if prepared is None:
             return
         if only is not None:  # after prepare: duplicates still point to the same rows
-            prepared = prepared.filter(pl.col(ROW).is_in(kept))
+            prepared = prepared.filter(pl.col(ROW).is_in(kept.implode()))
             if prepared.is_empty():
                 continue
         records = [
