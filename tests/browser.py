@@ -22,12 +22,16 @@ from typing import TypeVar
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 __all__ = (
@@ -42,6 +46,7 @@ __all__ = (
     "read_csv",
     "require_browser",
     "session_client",
+    "settled_counts",
     "sign_in",
     "upload_campaign",
     "wait_for",
@@ -196,7 +201,13 @@ def wait_for(
     driver: WebDriver, condition: Callable[[WebDriver], T | None], timeout: float = WAIT_S
 ) -> T:
     """Poll ``condition`` until it returns something truthy, and return that."""
-    result = WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    waiting = WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
+    result = waiting.until(condition)
     assert result is not None
     return result
 
@@ -236,23 +247,43 @@ def upload_campaign(driver: WebDriver, base: str, recipients: Path, campaign: Pa
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-count="rows"]'))
 
 
+# Read in one script, so live updates swapping the elements cannot leave a stale reference.
+_READ_COUNTS = """
+const found = {};
+for (const e of document.querySelectorAll('[data-count]')) {
+  if (!(e.dataset.count in found)) found[e.dataset.count] = e.innerText;
+}
+return found;
+"""
+
+
 def counts(driver: WebDriver, names: Sequence[str]) -> dict[str, int]:
     """The numbers in the ``data-count`` elements (the contract: digits only)."""
+    shown: dict[str, str] = driver.execute_script(_READ_COUNTS)
     found: dict[str, int] = {}
     for name in names:
-        element: WebElement = driver.find_element(By.CSS_SELECTOR, f'[data-count="{name}"]')
-        text = element.text.strip()
-        assert text.isdigit(), f"data-count={name!r} shows {text!r}, not digits"
+        text = shown.get(name)
+        assert text is not None, f"no data-count={name!r} on {driver.current_url}"
+        assert text.strip().isdigit(), f"data-count={name!r} shows {text!r}, not digits"
         found[name] = int(text)
     return found
+
+
+def settled_counts(
+    driver: WebDriver, expected: dict[str, int], timeout: float = WAIT_S
+) -> dict[str, int]:
+    """The ``data-count`` figures once they equal ``expected`` (live pages may lag a moment
+    behind their state); after ``timeout``, the figures as they are, for the assertion."""
+    with contextlib.suppress(TimeoutException):
+        wait_for(driver, lambda d: counts(d, list(expected)) == expected or None, timeout)
+    return counts(driver, list(expected))
 
 
 def wait_state(driver: WebDriver, states: set[str], timeout: float = WAIT_S) -> str:
     """Wait until the run page's ``#run`` element has a ``data-state`` in ``states``."""
 
     def state(d: WebDriver) -> str | None:
-        elements = d.find_elements(By.ID, "run")
-        value = elements[0].get_attribute("data-state") if elements else None
+        value = d.execute_script("return document.getElementById('run')?.dataset.state;")
         return value if value in states else None
 
     return wait_for(driver, state, timeout)

@@ -22,6 +22,7 @@ from tests.browser import (
     download,
     read_csv,
     require_browser,
+    settled_counts,
     sign_in,
     upload_campaign,
     wait_for,
@@ -89,6 +90,7 @@ def test_kill_9_mid_send_then_restart_finishes_the_run_once(
     with Serve(workspace) as second:
         sign_in(driver, second.url, path=f"runs/{run_id}")
         assert wait_state(driver, {"done", "stopped", "cancelled"}, RUN_WAIT_S) == "done"
+        settled_counts(driver, {"remaining": 0})
         figures = counts(driver, ("sent", "failed", "unknown", "remaining"))
         assert figures["remaining"] == 0 and figures["failed"] == 0
         assert figures["sent"] + figures["unknown"] == ROWS
