@@ -301,7 +301,13 @@ def test_no_secret_reaches_a_page(client: TestClient, monkeypatch: pytest.Monkey
     secret = "s3cr3t-access-key-secret-value"
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret)
     token = sign_in(client)
-    status, location, _ = upload(client, token, (SAMPLES / "recipients.csv").read_bytes())
+    status, location, _ = upload(
+        client,
+        token,
+        (SAMPLES / "recipients.csv").read_bytes(),
+        campaign=(SAMPLES / "whatsapp_template.toml").read_text(),
+    )
+    assert status == 303
     pages = [client.get(p).text for p in ("/", "/campaigns/new", location)]
     assert all(secret not in page and PASSWORD not in page for page in pages)
 
@@ -455,3 +461,29 @@ def test_preview_send_watch_and_download_against_the_simulator(tmp_path: Path) -
 
         listing = client.get("/").text
         assert f'data-run="{run_dir.name}" data-state="done"' in listing
+
+
+@pytest.mark.slow
+def test_a_test_send_shows_the_answers_and_starts_no_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with make_client(out, sandbox=True) as client:
+        token = sign_in(client)
+        status, location, _ = upload(
+            client,
+            token,
+            (SAMPLES / "recipients.csv").read_bytes(),
+            campaign=(SAMPLES / "whatsapp_template.toml").read_text(),
+        )
+        assert status == 303
+        test = location + "/test"
+        headers = {"X-CSRF-Token": token}
+        six = " ".join(f"+86138000000{n:02d}" for n in range(6))
+        answer = client.post(test, data={"test_numbers": six}, headers=headers)
+        assert "At most 5 numbers" in answer.text
+        answer = client.post(
+            test, data={"test_numbers": "+8613800000001, +8613800000002"}, headers=headers
+        )
+        assert answer.status_code == 200
+        assert answer.text.count("sent, MessageId") == 2
+        assert "8613800000001" not in answer.text  # masked
+    assert [p.name for p in out.iterdir() if p.is_dir()] == [".campaigner-web"]  # no run folder

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -41,27 +42,41 @@ TIMEOUT_S = 180.0  # generous: the machine is shared
 class Server:
     """`campaigner serve --sandbox --port 0` as a child process."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, *, password: str | None = PASSWORD, host: str = "") -> None:
         self.out = out
+        self.password = password
+        self.host = host
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
+        self.stderr = out.parent / "serve.stderr"
 
     def start(self) -> Server:
-        env = {**os.environ, "CAMPAIGNER_WEB_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("CAMPAIGNER_WEB_PASSWORD", None)
+        if self.password is not None:
+            env["CAMPAIGNER_WEB_PASSWORD"] = self.password
         cmd = [sys.executable, "-m", "campaigner", "serve", "--sandbox", "--port", "0"]
-        self.process = subprocess.Popen(
-            [*cmd, "--out", str(self.out)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
+        if self.host:
+            cmd += ["--host", self.host]
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        with self.stderr.open("a") as stderr:
+            self.process = subprocess.Popen(
+                [*cmd, "--out", str(self.out)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+            )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until it listens (or dies)
         match = re.fullmatch(r"campaigner web: (http://\S+/)\n", line)
         assert match, line
         self.url = match.group(1)
         return self
+
+    def next_line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        return self.process.stdout.readline()
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -97,15 +112,15 @@ def csrf(html: str) -> str:
     return match.group(1)
 
 
-def signed_in(url: str) -> tuple[httpx.Client, str]:
+def signed_in(url: str, password: str = PASSWORD) -> tuple[httpx.Client, str]:
     client = httpx.Client(base_url=url, timeout=60)
     token = csrf(client.get("/signin").text)
-    answer = client.post("/signin", data={"csrf_token": token, "password": PASSWORD})
+    answer = client.post("/signin", data={"csrf_token": token, "password": password})
     assert answer.status_code == 303
     return client, csrf(client.get("/").text)
 
 
-def start_run(client: httpx.Client, token: str) -> str:
+def start_run(client: httpx.Client, token: str, at: str = "") -> str:
     recipients = "phone\n" + "".join(f"86139{n:08d}\n" for n in range(ROWS))
     answer = client.post(
         "/campaigns/new",
@@ -118,7 +133,7 @@ def start_run(client: httpx.Client, token: str) -> str:
     assert answer.status_code == 303, answer.text
     draft = answer.headers["location"]
     assert f"Send {ROWS} messages" in client.get(draft).text
-    answer = client.post(draft + "/send", data={"csrf_token": token})
+    answer = client.post(draft + "/send", data={"csrf_token": token, "at": at})
     assert answer.status_code == 303, answer.text
     run_url = answer.headers["location"]
     assert run_url.startswith("/runs/live-")
@@ -215,5 +230,63 @@ def test_kill_9_mid_send_then_the_run_continues_at_the_next_start(
         assert len(sent) + len(unknown) == ROWS  # every row sent once, or listed for reconcile
         assert len({r["MessageId"] for r in sent}) == len(sent)
         assert count(done, "unknown") == len(unknown)
+    finally:
+        again.stop()
+
+
+def test_a_generated_password_is_printed_once_and_only_its_hash_kept(out: Path) -> None:
+    first = Server(out, password=None).start()
+    try:
+        line = first.next_line()
+        match = re.fullmatch(r"password: (\S+)\n", line)
+        assert match, line
+        password = match.group(1)
+        client, _ = signed_in(first.url, password)
+        assert client.get("/").status_code == 200
+    finally:
+        first.stop()
+    assert password not in "".join(
+        p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()
+    )
+    second = Server(out, password=None).start()
+    try:
+        signed_in(second.url, password)  # the same password, not printed again
+    finally:
+        second.stop()
+    assert "password:" not in first.stderr.read_text()
+
+
+def test_listening_beyond_loopback_warns_to_put_tls_in_front(tmp_path: Path) -> None:
+    wide = Server(tmp_path / "wide" / "out", host="0.0.0.0").start()
+    wide.stop()
+    assert "TLS" in wide.stderr.read_text()
+    local = Server(tmp_path / "local" / "out").start()
+    local.stop()
+    assert "TLS" not in local.stderr.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.stress
+def test_a_scheduled_run_keeps_its_time_across_a_kill_and_cancel_sends_nothing(
+    server: Server, out: Path
+) -> None:
+    at = datetime.now().replace(microsecond=0) + timedelta(hours=1)
+    client, token = signed_in(server.url)
+    run_url = start_run(client, token, at=at.isoformat(timespec="minutes"))
+    wait_until(client, run_url, lambda e: e["state"] == "scheduled")
+    client.close()
+    server.kill()
+
+    again = Server(out).start()
+    try:
+        client, token = signed_in(again.url)
+        wait_until(client, run_url, lambda e: e["state"] == "scheduled")
+        listing = client.get("/").text
+        assert re.search(rf'data-run="{re.escape(run_url[6:])}" data-state="scheduled"', listing)
+        assert client.post(run_url + "/cancel", data={"csrf_token": token}).status_code == 303
+        cancelled = wait_until(client, run_url, lambda e: e["state"] == "cancelled")
+        assert count(cancelled, "sent") == 0
+        rows = report_rows(client, run_url)
+        assert len(rows) == ROWS and {r["status"] for r in rows} == {"not_attempted"}
     finally:
         again.stop()
