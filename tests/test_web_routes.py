@@ -487,3 +487,19 @@ def test_a_test_send_shows_the_answers_and_starts_no_run(tmp_path: Path) -> None
         assert answer.text.count("sent, MessageId") == 2
         assert "8613800000001" not in answer.text  # masked
     assert [p.name for p in out.iterdir() if p.is_dir()] == [".campaigner-web"]  # no run folder
+
+
+def test_run_and_draft_names_from_the_url_never_leave_the_workspace(
+    client: TestClient, tmp_path: Path
+) -> None:
+    sign_in(client)
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "journal.sqlite").write_bytes(b"")
+    (tmp_path / "out" / "linked").symlink_to(tmp_path / "secret")
+    for run in (".campaigner-web", "linked", "..%2Fsecret", "%2E%2E", ".%2E", "nope"):
+        for suffix in ("", "/report.csv", "/events"):
+            answer = client.get(f"/runs/{run}{suffix}", follow_redirects=False)
+            assert answer.status_code == 404, (run, suffix)
+    for draft in ("%2E%2E", "short", "x" * 100):
+        answer = client.get(f"/drafts/{draft}/preview-report.csv", follow_redirects=False)
+        assert answer.status_code == 404, draft

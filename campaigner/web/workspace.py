@@ -81,16 +81,13 @@ class Workspace:
 
     # -- runs -----------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path | None:
-        """The run folder named ``run_id``, when it is one (a direct child with a journal)."""
+        """The run folder named ``run_id``, when it is one (a direct child with a journal).
+        A name with a separator, a NUL, or a leading dot (``..``, hidden folders) is none."""
         if not run_id or run_id.startswith(".") or "/" in run_id or "\0" in run_id:
             return None
-        try:
-            names = {entry.name for entry in os.scandir(self.out) if entry.is_dir()}
-        except OSError:
-            return None
-        if run_id not in names:
-            return None
         folder = self.out / run_id
+        if folder.parent != self.out or folder.is_symlink() or not folder.is_dir():
+            return None
         return folder if Journal.exists_in(folder) else None
 
     def web_state(self, run_id: str) -> dict[str, Any]:
