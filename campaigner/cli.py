@@ -746,15 +746,44 @@ workspace_opt = click.option(
     help="Port to listen on (0: any free port).",
 )
 @workspace_opt
+@click.option(
+    "--queue",
+    is_flag=True,
+    help="Consume the account's SMQ queues (ChatAppStatus, ChatAppInbound) instead of HTTP.",
+)
+@click.option("--account-uid", metavar="UID", help="With --queue: the Alibaba Cloud account ID.")
+@click.option(
+    "--queue-endpoint",
+    metavar="URL",
+    help="With --queue: the MNS endpoint (default: Alibaba's for the Alicom queues).",
+)
+@click.option(
+    "--token-endpoint",
+    metavar="URL",
+    help="With --queue: the dybaseapi endpoint that issues queue credentials.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @handle_errors
-def receive(host: str, port: int, out: Path, verbose: bool) -> None:
+def receive(
+    host: str,
+    port: int,
+    out: Path,
+    queue: bool,
+    account_uid: str | None,
+    queue_endpoint: str | None,
+    token_endpoint: str | None,
+    verbose: bool,
+) -> None:
     """Receive CAMS delivery receipts and inbound messages (HTTP callbacks) until stopped.
 
-    The URLs end with $CAMPAIGNER_CALLBACK_TOKEN (at least 16 characters)."""
+    The URLs end with $CAMPAIGNER_CALLBACK_TOKEN (at least 16 characters). With --queue
+    they come from the SMQ queues instead (ALIBABA_CLOUD_* credentials)."""
     from campaigner.receipts.serve import Listening, run_receiver
 
     _setup_logging(verbose)
+    if queue:
+        _receive_queues(out, account_uid, queue_endpoint, token_endpoint)
+        return
 
     def ready(where: Listening) -> None:
         echo(
@@ -772,6 +801,36 @@ def receive(host: str, port: int, out: Path, verbose: bool) -> None:
         run_receiver(out, token, host=host, port=port, on_ready=ready)
     except KeyboardInterrupt:
         echo("Stopped; every receipt answered 200 is stored")
+
+
+def _receive_queues(
+    out: Path, account_uid: str | None, queue_endpoint: str | None, token_endpoint: str | None
+) -> None:
+    import threading
+
+    from campaigner.receipts import queues
+    from campaigner.signing import Credentials
+
+    if not account_uid:
+        raise click.UsageError("--queue needs --account-uid (the queues are named after it)")
+    credentials = Credentials.from_env(os.environ)
+    status_queue, inbound_queue = queues.queue_names(account_uid)
+    settings = queues.QueueSettings(
+        credentials.access_key_id,
+        credentials.access_key_secret,
+        status_queue,
+        inbound_queue,
+        mns_endpoint=queue_endpoint or queues.DEFAULT_MNS_ENDPOINT,
+        token_endpoint=token_endpoint or queues.DEFAULT_TOKEN_ENDPOINT,
+    )
+    echo(
+        f"Consuming {status_queue} and {inbound_queue} at {settings.mns_endpoint}; "
+        f"storing in {out / 'receipts.sqlite'}"
+    )
+    try:
+        queues.consume_queues(out, settings, threading.Event())
+    except KeyboardInterrupt:
+        echo("Stopped; every message deleted from a queue is stored")
 
 
 @cli.group()
