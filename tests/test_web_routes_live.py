@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -290,3 +291,40 @@ def test_a_scheduled_run_keeps_its_time_across_a_kill_and_cancel_sends_nothing(
         assert len(rows) == ROWS and {r["status"] for r in rows} == {"not_attempted"}
     finally:
         again.stop()
+
+
+@pytest.mark.slow
+def test_send_clicked_twice_at_once_starts_one_run(server: Server, out: Path) -> None:
+    client, token = signed_in(server.url)
+    recipients = "phone\n" + "".join(f"86139{n:08d}\n" for n in range(ROWS))
+    answer = client.post(
+        "/campaigns/new",
+        data={"csrf_token": token},
+        files={
+            "recipients": ("list.csv", recipients.encode(), "text/csv"),
+            "campaign": ("c.toml", CAMPAIGN.encode(), "application/toml"),
+        },
+    )
+    draft = answer.headers["location"]
+    clients = [signed_in(server.url) for _ in range(2)]
+    answers: list[httpx.Response] = []
+    threads = [
+        threading.Thread(
+            target=lambda c=c, t=t: answers.append(c.post(draft + "/send", data={"csrf_token": t}))
+        )
+        for c, t in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT_S)
+    assert [a.status_code for a in answers] == [303, 303]
+    assert answers[0].headers["location"] == answers[1].headers["location"]
+    runs = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(runs) == 1
+    # A later click (a reload of the confirm form) lands on the same run too.
+    again = client.post(draft + "/send", data={"csrf_token": token})
+    assert again.headers["location"] == answers[0].headers["location"]
+    run_url = answers[0].headers["location"]
+    client.post(run_url + "/pause", data={"csrf_token": token})
+    wait_until(client, run_url, lambda e: e["state"] in ("paused", "done"))

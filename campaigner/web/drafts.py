@@ -210,6 +210,13 @@ async def submit_form(request: Request) -> Response:
     if found is None:
         return _not_found()
     draft_id, folder = found
+    if "run_id" in read_json(folder / _META):  # its campaign file is the run's now
+        return page(
+            request,
+            "new.html",
+            status=409,
+            error="This campaign was sent already; start a new campaign to change it.",
+        )
     columns = await _columns(folder)
     fields = _fields(await form_of(request))
     form = CampaignForm.from_fields(fields)
@@ -361,6 +368,9 @@ async def start_send(request: Request) -> Response:
     values = _preview_values(folder)
     if values is None:
         return redirect(f"/drafts/{draft_id}/form")
+    started = read_json(folder / _META).get("run_id")
+    if isinstance(started, str):  # sent already (a second click, a reload): its page
+        return redirect(f"/runs/{quote(started)}")
     at_text = str((await form_of(request)).get("at") or "").strip()
     error = None
     try:
@@ -368,9 +378,15 @@ async def start_send(request: Request) -> Response:
     except ValueError:
         at, error = None, f"{at_text!r} is not a date and time"
     if error is None:
-        run = web(request).runner.start(folder / _CAMPAIGN, _recipients(folder), at=at)
+        # One run per draft, however many clicks: the same draft sent twice at once would
+        # pass the earlier-runs check twice (neither run folder exists yet).
+        run = web(request).runner.start(
+            folder / _CAMPAIGN, _recipients(folder), at=at, once_for=draft_id
+        )
         await anyio.to_thread.run_sync(run.control.started.wait, _START_WAIT_S)
         if run.control.run_dir is not None:
+            meta = read_json(folder / _META)
+            write_json(folder / _META, {**meta, "run_id": run.control.run_dir.name})
             return redirect(f"/runs/{quote(run.control.run_dir.name)}")
         error = run.error or "the send has not started yet: see the campaigns list"
     bad = await anyio.to_thread.run_sync(bad_rows_page, folder / values["summary"]["report"], 0)

@@ -77,9 +77,10 @@ class Runner:
         self.workspace = workspace
         self.sandbox = sandbox
         self.endpoint = endpoint
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._runs: dict[str, ActiveRun] = {}  # by run id, once the run folder exists
         self._starting: list[ActiveRun] = []
+        self._once: dict[str, ActiveRun] = {}  # by draft: its one send
 
     def active(self, run_id: str) -> ActiveRun | None:
         with self._lock:
@@ -112,16 +113,27 @@ class Runner:
         *,
         resume: Path | None = None,
         at: datetime | None = None,
+        once_for: str | None = None,
     ) -> ActiveRun:
         """Start a send in a new thread; the caller waits on ``control.started`` to learn
-        the run folder (or, once ``finished``, the error)."""
+        the run folder (or, once ``finished``, the error). With ``once_for`` (a draft), a
+        send of it that is starting or started is returned instead of a second one."""
         options = self.options(campaign_file, input_path, resume, at)
-        return self._launch(
-            lambda run: api.send(
-                options, run.on_progress, say=run.notices.append, control=run.control
-            ),
-            at=at,
-        )
+        with self._lock:
+            earlier = self._once.get(once_for) if once_for else None
+            if earlier is not None and (
+                earlier.control.run_dir is not None or not earlier.finished.is_set()
+            ):
+                return earlier
+            run = self._launch(
+                lambda run: api.send(
+                    options, run.on_progress, say=run.notices.append, control=run.control
+                ),
+                at=at,
+            )
+            if once_for:
+                self._once[once_for] = run
+            return run
 
     def retry(self, run_id: str) -> ActiveRun:
         """A new run of a run's failed rows with a retriable code (``campaigner retry``)."""
