@@ -35,22 +35,27 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 __all__ = (
+    "CAMPAIGN",
     "PASSWORD",
+    "SAMPLES",
     "WAIT_S",
     "Serve",
     "alert_present",
     "chrome",
     "click_button",
+    "click_send",
     "counts",
     "download",
     "read_csv",
     "require_browser",
+    "run_id_of",
     "session_client",
     "settled_counts",
     "sign_in",
     "upload_campaign",
     "wait_for",
     "wait_state",
+    "write_big_campaign",
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,6 +70,8 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
+CAMPAIGN = SAMPLES / "whatsapp_template.toml"
 PASSWORD = "correct horse battery staple"
 # Deadline for any one wait: pages, previews and downloads (the machine is slow and shared).
 WAIT_S = 90.0
@@ -214,16 +221,45 @@ def wait_for(
 
 def _button_xpath(text: str) -> str:
     return (
-        f"//button[normalize-space()='{text}'] | "
-        f"//input[(@type='submit' or @type='button') and @value='{text}']"
+        f"//button[normalize-space()='{text}' and not(@disabled)] | "
+        f"//input[(@type='submit' or @type='button') and @value='{text}' and not(@disabled)]"
     )
 
 
 def click_button(driver: WebDriver, *texts: str) -> None:
-    """Click the button whose text is exactly one of ``texts`` (the contract names buttons by
-    their text)."""
+    """Click the enabled button whose text is exactly one of ``texts`` (the contract names
+    buttons by their text)."""
     xpath = " | ".join(_button_xpath(text) for text in texts)
     wait_for(driver, lambda d: d.find_elements(By.XPATH, xpath))[0].click()
+
+
+def click_send(driver: WebDriver, n: int) -> None:
+    """Press `Send N messages` (N as digits, or with thousands separators)."""
+    click_button(driver, f"Send {n} messages", f"Send {n:,} messages")
+
+
+def run_id_of(driver: WebDriver) -> str:
+    """Wait for the browser to be on a run page and return the run's id."""
+    match = wait_for(driver, lambda d: re.search(r"/runs/([^/?#]+)/?(?:[?#].*)?$", d.current_url))
+    return match.group(1)
+
+
+def write_big_campaign(folder: Path, rows: int, qps: int) -> tuple[Path, Path]:
+    """A list of ``rows`` distinct valid recipients and the sample campaign at ``qps``."""
+    folder.mkdir(parents=True)
+    listing = folder / "big.csv"
+    with listing.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["phone", "first_name", "coupon"])
+        out.writerows([f"86139{i:08d}", "ana", f"BIG-{i}"] for i in range(1, rows + 1))
+    text = CAMPAIGN.read_text(encoding="utf-8")
+    assert "qps = 250 " in text
+    campaign = folder / "big.toml"
+    campaign.write_text(
+        text.replace("qps = 250 ", f"qps = {qps} ").replace('"spring-sale"', '"big"'),
+        encoding="utf-8",
+    )
+    return listing, campaign
 
 
 def sign_in(driver: WebDriver, base: str, password: str = PASSWORD, path: str = "") -> None:

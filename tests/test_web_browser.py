@@ -21,15 +21,19 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
 from tests.browser import (
+    CAMPAIGN,
+    SAMPLES,
     WAIT_S,
     Serve,
     alert_present,
     chrome,
     click_button,
+    click_send,
     counts,
     download,
     read_csv,
     require_browser,
+    run_id_of,
     session_client,
     settled_counts,
     sign_in,
@@ -40,9 +44,7 @@ from tests.browser import (
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-CAMPAIGN = ROOT / "sample_data" / "whatsapp_template.toml"
-RECIPIENTS = ROOT / "sample_data" / "recipients.csv"
+RECIPIENTS = SAMPLES / "recipients.csv"
 FIGURES = ("rows", "would_send", "invalid", "duplicate", "suppressed")
 # Report columns that legitimately differ between two sends of the same list: the ids CAMS
 # hands out afresh, the attempts (a request the rate limit refused is retried), and what
@@ -81,17 +83,6 @@ def cli(*args: str | Path) -> dict[str, Any]:
     assert done.returncode in (0, 3), done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
-
-
-def run_id_of(driver: WebDriver) -> str:
-    """Wait for the browser to be on a run page and return the run's id."""
-    match = wait_for(driver, lambda d: re.search(r"/runs/([^/?#]+)/?(?:[?#].*)?$", d.current_url))
-    return match.group(1)
-
-
-def click_send(driver: WebDriver, n: int) -> None:
-    """Press `Send N messages` (N as digits, or with thousands separators)."""
-    click_button(driver, f"Send {n} messages", f"Send {n:,} messages")
 
 
 def assert_same_report(web: Path, cli_report: Path) -> None:

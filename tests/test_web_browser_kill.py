@@ -5,7 +5,6 @@ witnesses)."""
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -18,17 +17,19 @@ from selenium.webdriver.common.by import By
 from tests.browser import (
     Serve,
     chrome,
+    click_send,
     counts,
     download,
     read_csv,
     require_browser,
+    run_id_of,
     settled_counts,
     sign_in,
     upload_campaign,
     wait_for,
     wait_state,
+    write_big_campaign,
 )
-from tests.test_web_browser import CAMPAIGN, click_send, run_id_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.stress]
 
@@ -45,24 +46,6 @@ def driver(tmp_path: Path) -> Iterator[WebDriver]:
         yield d
 
 
-def write_inputs(folder: Path) -> tuple[Path, Path]:
-    """A list of distinct valid recipients and the sample campaign at a low rate."""
-    folder.mkdir(parents=True)
-    listing = folder / "big.csv"
-    with listing.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(["phone", "first_name", "coupon"])
-        out.writerows([f"86139{i:08d}", "ana", f"KILL-{i}"] for i in range(1, ROWS + 1))
-    text = CAMPAIGN.read_text(encoding="utf-8")
-    assert "qps = 250 " in text
-    campaign = folder / "kill.toml"
-    campaign.write_text(
-        text.replace("qps = 250 ", f"qps = {QPS} ").replace('"spring-sale"', '"kill-test"'),
-        encoding="utf-8",
-    )
-    return listing, campaign
-
-
 def sent_so_far(driver: WebDriver) -> int | None:
     sent = counts(driver, ("sent",))["sent"]
     return sent if sent >= KILL_AFTER else None
@@ -72,7 +55,7 @@ def test_kill_9_mid_send_then_restart_finishes_the_run_once(
     driver: WebDriver, tmp_path: Path
 ) -> None:
     require_browser()
-    listing, campaign = write_inputs(tmp_path / "inputs")
+    listing, campaign = write_big_campaign(tmp_path / "inputs", ROWS, QPS)
     workspace = tmp_path / "workspace"
     first = Serve(workspace).start()
     try:
