@@ -23,6 +23,7 @@ __all__ = (
     "RECEIPT_BODY_MAX_BYTES",
     "RECEIPT_BODY_MAX_ITEMS",
     "RECEIPT_BODY_TIMEOUT_S",
+    "RECEIPT_HEADERS_TIMEOUT_S",
     "RECEIPT_KEEP_ALIVE_S",
     "RECONCILE_GRACE_S",
     "column_letter",
@@ -45,6 +46,7 @@ RECEIPT_BODY_MAX_BYTES: Final = 1 << 20  # one pushed body; above it the answer 
 RECEIPT_BODY_MAX_ITEMS: Final = 10_000
 RECEIPT_BODY_TIMEOUT_S: Final = 10.0  # a body must arrive within this (slow uploads: 408)
 RECEIPT_KEEP_ALIVE_S: Final = 5.0  # an idle keep-alive connection is closed after this
+RECEIPT_HEADERS_TIMEOUT_S: Final = 10.0  # a request's headers must arrive within this
 CALLBACK_TOKEN_MIN_CHARS: Final = 16  # the callback path's token: unguessable, or no start
 DEFAULT_RECEIVE_PORT: Final = 8787
 

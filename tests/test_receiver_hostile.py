@@ -206,3 +206,31 @@ def test_the_receiver_log_never_shows_the_token_or_numbers(tmp_path: Path) -> No
             raw.recv(4096)
     log = receiver.errors()
     assert PHONE not in log and TOKEN not in log
+
+
+@pytest.mark.slow
+def test_slow_headers_are_cut_off(tmp_path: Path) -> None:
+    with ReceiverProcess(tmp_path, TOKEN) as receiver:
+        # One connection that never finishes its headers, one that does so on its second request.
+        first = socket.create_connection(("127.0.0.1", receiver.port), timeout=60)
+        first.sendall(f"POST /cams/status/{TOKEN} HTTP/1.1\r\nHost: x\r\n".encode())
+        second = socket.create_connection(("127.0.0.1", receiver.port), timeout=60)
+        body = b'[{"MessageId":"m","Status":"Sent"}]'
+        request = (
+            f"POST /cams/status/{TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        second.sendall(request)
+        answer = b""
+        while not answer.endswith(b'{"code":0,"msg":"OK"}'):
+            chunk = second.recv(4096)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+        second.sendall(b"POST /cams/status/")  # the next request, slowly
+        started = time.monotonic()
+        for conn in (first, second):
+            assert conn.recv(4096) == b""  # closed by the receiver, not by our timeout
+            conn.close()
+        assert time.monotonic() - started < 30
+        # Meanwhile and afterwards others are served.
+        assert httpx.post(receiver.url(), json=[{"MessageId": "n"}], timeout=30).is_success

@@ -78,7 +78,7 @@ def check_token(token: str | None) -> str:
     if len(token) < CALLBACK_TOKEN_MIN_CHARS:
         raise ReceiverError(
             f"CAMPAIGNER_CALLBACK_TOKEN is {len(token)} characters; use at least "
-            f"{CALLBACK_TOKEN_MIN_CHARS} (e.g. python -c 'import secrets; "
+            f"{CALLBACK_TOKEN_MIN_CHARS} (e.g. python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(24))')"
         )
     if not _TOKEN.fullmatch(token):
