@@ -461,6 +461,13 @@ def test_preview_send_watch_and_download_against_the_simulator(tmp_path: Path) -
 
         listing = client.get("/").text
         assert f'data-run="{run_dir.name}" data-state="done"' in listing
+        # Its simulator ended with the send: nothing to look unknown rows up in.
+        answer = client.post(run_url + "/reconcile", data={"csrf_token": token})
+        assert answer.status_code == 409 and "sandbox simulator" in answer.text
+        # Actions that do not fit the state say so, and change nothing.
+        answer = client.post(run_url + "/pause", data={"csrf_token": token})
+        assert answer.status_code == 409
+        assert 'data-state="done"' in client.get(run_url).text
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class Password:
         return cls(salt, _scrypt(password, salt))
 
     @classmethod
-    def load(cls, state_dir: Path, environ: dict[str, str] | os._Environ[str]) -> Password:
+    def load(cls, state_dir: Path, environ: Mapping[str, str]) -> Password:
         from_env = environ.get(PASSWORD_ENV)
         if from_env:
             return cls.of(from_env)

@@ -4,6 +4,7 @@ the session guard with its CSRF check, and page rendering with autoescaped templ
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,10 @@ class Web:
         endpoint: str | None = None,
         environ: dict[str, str] | None = None,
     ) -> None:
-        import os
-
         self.workspace = Workspace(out)
         self.sandbox = sandbox
-        self.password = Password.load(self.workspace.web_dir, environ or dict(os.environ))
+        env = dict(os.environ) if environ is None else environ
+        self.password = Password.load(self.workspace.web_dir, env)
         self.codec = SessionCodec(load_secret_key(self.workspace.web_dir))
         self.limiter = AttemptLimiter()
         self.runner = Runner(self.workspace, sandbox=sandbox, endpoint=endpoint)

@@ -210,6 +210,13 @@ async def reconcile(request: Request) -> Response:
     run_dir = app.workspace.run_dir(run_id)
     if run_dir is None:
         return PlainTextResponse("no such run", 404)
+    info = await anyio.to_thread.run_sync(app.workspace.info, run_id)
+    if info is not None and info.meta.get("destination") == "sandbox":
+        return await _after(
+            request,
+            "This run went to a sandbox simulator, which ended with its send: there is "
+            "nothing to look its unknown rows up in.",
+        )
     options = api.ReconcileOptions(run_dir, app.runner.endpoint or DEFAULT_ENDPOINT)
     try:
         result = await anyio.to_thread.run_sync(lambda: api.reconcile(options))
