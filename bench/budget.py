@@ -115,7 +115,7 @@ def start_send(
     campaign: Path, out: Path, url: str, state: Path, extra: list[str]
 ) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "campaigner", "send", str(campaign), "--endpoint", url]
-    cmd += ["--out", str(out), "--yes", "--json", *extra]
+    cmd += ["--out", str(out), "--yes", "--again", "--json", *extra]
     env = os.environ | CREDENTIALS | {"XDG_STATE_HOME": str(state)}
     # This interpreter running campaigner with arguments built here.
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
