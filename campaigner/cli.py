@@ -572,7 +572,11 @@ def sandbox(
             config,
             port,
             log_path,
-            on_ready=lambda url: echo(f"CAMS simulator on {url} (Ctrl-C to stop)", err=True),
+            on_ready=lambda url: echo(
+                f"CAMS simulator on {url} (Ctrl-C to stop)"
+                + (f"; receipts to {push.shown('status')} and .../inbound/***" if push else ""),
+                err=True,
+            ),
             push=push,
         )
     except Exception as exc:

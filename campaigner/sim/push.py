@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
 import aiohttp
 
@@ -48,7 +49,7 @@ class PushTarget:
     concurrency: int = 4
 
     def url(self, kind: Kind) -> str:
-        return f"{self.base.rstrip('/')}/cams/{kind}/{self.token}"
+        return f"{self.base.rstrip('/')}/cams/{kind}/{quote(self.token, safe='')}"
 
     def shown(self, kind: Kind) -> str:
         """The URL for logs: the token is a secret."""
