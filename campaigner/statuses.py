@@ -102,4 +102,10 @@ class Delivery(StrEnum):
     FAILED = "Failed"
 
 
-DELIVERY_RANK: dict[Delivery, int] = {Delivery.SENT: 1, Delivery.DELIVERED: 2, Delivery.READ: 3}
+# A message's receipts fold to the highest rank among them. Failed ranks highest: it is final.
+DELIVERY_RANK: dict[Delivery, int] = {
+    Delivery.SENT: 1,
+    Delivery.DELIVERED: 2,
+    Delivery.READ: 3,
+    Delivery.FAILED: 4,
+}

@@ -27,12 +27,13 @@ DELIVERY_COLUMNS: Final = ("delivery", "delivery_error", "delivered_at", "read_a
 REPLY_CHARS: Final = 200  # a reply is cut to this many characters in the report
 
 # The receipts of each sent row, folded per row (one row per sent row; nulls without receipts):
-# ``reached`` the highest DELIVERY_RANK seen (0: none), ``failed`` whether a Failed came,
-# the Delivered and Read receipts' own Timestamps (ms), the Failed receipt's error.
+# ``state`` the highest DELIVERY_RANK among them (0: none; Failed ranks highest), when it was
+# sent (ms: its last intent), the Delivered and Read receipts' own Timestamps (ms), and the
+# Failed receipt's error.
 RECEIPT_SCHEMA: Final = {
     ROW: pl.Int64,
-    "reached": pl.Int64,
-    "failed": pl.Int64,
+    "sent_ms": pl.Int64,
+    "state": pl.Int64,
     "delivered_ms": pl.Int64,
     "read_ms": pl.Int64,
     "error_code": pl.String,
@@ -71,7 +72,8 @@ def phone_key(value: pl.Expr) -> pl.Expr:
 
 
 def _iso_utc(ms: pl.Expr) -> pl.Expr:
-    return ms.cast(pl.Datetime("ms", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+    # Epoch milliseconds read as a naive datetime are UTC already (and format faster).
+    return ms.cast(pl.Datetime("ms")).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
 
 
 def _error_text(code: pl.Expr, description: pl.Expr) -> pl.Expr:
@@ -101,11 +103,11 @@ def delivery_columns(receipts: pl.DataFrame) -> pl.DataFrame:
     receipt's own Timestamp (when CAMS says it happened), in ISO 8601 UTC; a state known
     without one (a lookup, a receipt without Timestamp) leaves its time empty.
     """
-    failed = pl.col("failed").fill_null(0) > 0
-    furthest = pl.col("reached").replace_strict(_BY_RANK, default=None, return_dtype=pl.String)
+    state = pl.col("state").replace_strict(_BY_RANK, default=None, return_dtype=pl.String)
+    failed = state == Delivery.FAILED.value
     return receipts.select(
         ROW,
-        pl.when(failed).then(pl.lit(Delivery.FAILED.value)).otherwise(furthest).alias("delivery"),
+        state.alias("delivery"),
         pl.when(failed)
         .then(_error_text(pl.col("error_code"), pl.col("error_description")))
         .alias("delivery_error"),
