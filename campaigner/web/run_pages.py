@@ -17,6 +17,7 @@ from starlette.routing import Route
 from campaigner import api
 from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.errors import CampaignerError
+from campaigner.runstate import META_SCHEDULED_FOR
 from campaigner.web.context import Web, page, redirect, signed_in, web
 from campaigner.web.runner import ActiveRun
 from campaigner.web.workspace import RunInfo, read_json
@@ -89,6 +90,7 @@ def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
         "error": error,
         "notices": notices,
         "destination": info.meta.get("destination", ""),
+        "scheduled_for": info.meta.get(META_SCHEDULED_FOR, ""),
         "resumable": state in ("paused", "stopped", "interrupted"),
     }
 
