@@ -6,6 +6,7 @@ lost or sent twice; a run leased by another host is refused in one line."""
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import time
 from collections import Counter
@@ -14,10 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from campaigner.budget import budget_key
 from campaigner.budget.lease import RunLease
 from campaigner.budget.redis import connect
+from campaigner.cams import LIST_ACTION, SEND_ACTION
 from campaigner.sim.crashcheck import CAMPAIGN, check, read_report, run_dir, write_campaign
-from campaigner.sim.harness import Sandbox, campaigner, free_port, run, send_args
+from campaigner.sim.harness import KEY_ID, Sandbox, campaigner, free_port, run, send_args
 from tests.redis_server import RedisServer, require_redis
 from tests.samples import one_line_error
 
@@ -133,6 +136,23 @@ def test_redis_unreachable_at_the_start_is_one_line_and_sends_nothing(tmp_path: 
     line = one_line_error(subprocess.CompletedProcess([], code, "", err))
     assert f"cannot reach the rate budget {nowhere}" in line
     assert "nothing was sent" in line
+
+
+def test_reconcile_lookups_have_a_budget_apart_from_sends(tmp_path: Path) -> None:
+    campaign = write_list(tmp_path / "c", 0, 30)
+    out = tmp_path / "out"
+    with Sandbox(latency_ms=20) as sandbox:
+        code, _, err = run(*send_args(campaign, out, sandbox.url, None))
+        assert code == 0, err
+        folder = run_dir(out)
+        assert folder is not None
+        code, _, err = run("reconcile", str(folder), "--endpoint", sandbox.url)
+        assert code == 0, err
+    state = Path(os.environ["XDG_STATE_HOME"]) / "campaigner" / "budgets"
+    send_key = budget_key(sandbox.url, KEY_ID, SEND_ACTION)
+    list_key = budget_key(sandbox.url, KEY_ID, LIST_ACTION)
+    assert send_key != list_key
+    assert {p.name for p in state.iterdir()} == {f"{send_key}.budget", f"{list_key}.budget"}
 
 
 def _wait_for(predicate, timeout_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]
