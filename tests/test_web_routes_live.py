@@ -193,6 +193,7 @@ def test_the_run_page_streams_pause_and_resume(server: Server) -> None:
     assert client.post(run_url + "/pause", data={"csrf_token": token}).status_code == 303
     paused = wait_until(client, run_url, lambda e: e["state"] == "paused")
     assert 20 <= count(paused, "sent") < ROWS
+    assert count(paused, "remaining") == ROWS - count(paused, "sent")  # what a resume sends
     assert 'data-state="paused"' in client.get(run_url).text
     listing = client.get("/").text
     assert re.search(rf'data-run="{re.escape(run_url[6:])}" data-state="paused"', listing)

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from campaigner import api
 from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.errors import CampaignerError
+from campaigner.report.summary import SUMMARY_NAME
 from campaigner.runstate import META_SCHEDULED_FOR
 from campaigner.web.context import Web, page, redirect, signed_in, web
 from campaigner.web.runner import ActiveRun
@@ -27,10 +28,21 @@ __all__ = ("routes", "run_status")
 _EVENT_EVERY_S = 0.33  # the run page updates at least once a second, with room to spare
 _CHART_POINTS = 300
 _ACTIVE_STATES = ("sending", "scheduled")
+_ENDED_EARLY = ("paused", "stopped", "cancelled")
 
 
-def _counts(info: RunInfo) -> dict[str, int]:
+def _summary(run_dir: Path) -> dict[str, Any]:
+    return read_json(run_dir / SUMMARY_NAME)
+
+
+def _counts(info: RunInfo, summary: dict[str, Any]) -> dict[str, int]:
+    """Sent, failed, unknown from the journal; remaining: the rows a resume would send. A
+    run that ended (paused, stopped, cancelled) wrote them in its summary as not_attempted;
+    otherwise the journal's rows not yet settled (rows it never reached are not counted)."""
     remaining = info.count("pending") + info.count("intent")
+    by_status = summary.get("by_status")
+    if info.state in _ENDED_EARLY and isinstance(by_status, dict):
+        remaining = int(by_status.get("not_attempted") or 0)
     return {
         "sent": info.count("sent"),
         "failed": info.count("failed"),
@@ -39,9 +51,9 @@ def _counts(info: RunInfo) -> dict[str, int]:
     }
 
 
-def _funnel(run_dir: Path) -> dict[str, int]:
-    """The delivery funnel as the run's last report counted it (summary.json)."""
-    delivery = read_json(run_dir / "summary.json").get("delivery")
+def _funnel(summary: dict[str, Any]) -> dict[str, int]:
+    """The delivery funnel as the run's last report counted it."""
+    delivery = summary.get("delivery")
     delivery = delivery if isinstance(delivery, dict) else {}
     return {k: int(delivery.get(k) or 0) for k in ("delivered", "read", "replied", "failed")}
 
@@ -61,7 +73,8 @@ def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
     if info is None:
         return None
     active = app.runner.active(run_id)
-    state, counts = info.state, _counts(info)
+    summary = _summary(info.run_dir)
+    state, counts = info.state, _counts(info, summary)
     rate, eta, history, error = 0.0, None, [], None
     notices: list[str] = []
     if active is not None:
@@ -84,7 +97,7 @@ def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
         "counts": counts,
         "rate": round(rate, 1),
         "eta": eta,
-        "funnel": _funnel(info.run_dir),
+        "funnel": _funnel(summary),
         "history": history,
         "deliveries": list(app.reports.deliveries.get(run_id, []))[-_CHART_POINTS:],
         "error": error,
@@ -103,7 +116,7 @@ async def campaigns(request: Request) -> Response:
     for info in runs:
         active = app.runner.active(info.run_id)
         state = info.state if active is None else _live_state(info.state, active)
-        rows.append((info, state, _counts(info)))
+        rows.append((info, state, _counts(info, _summary(info.run_dir))))
     return page(request, "campaigns.html", runs=rows)
 
 
