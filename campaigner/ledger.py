@@ -199,25 +199,36 @@ class Ledger:
     ) -> list[LedgerEntry | None]:
         """For each (recipient, fingerprint): the earliest send of it by another run to
         ``destination`` (None: to any), a certain one (``sent``) before a possible one;
-        None when there is none."""
-        cur = self._db.cursor()
-        found: list[LedgerEntry | None] = []
-        for key, fp in calls:
-            hit = cur.execute(
-                "SELECT run, row, state FROM sent WHERE campaign=:campaign "
-                "AND recipient=:key AND fingerprint=:fp AND run IS NOT :exclude "
-                "AND (:destination IS NULL OR destination=:destination) "
-                "ORDER BY state != :sent, run LIMIT 1",
-                {
-                    "campaign": campaign,
-                    "key": key,
-                    "fp": fp,
-                    "exclude": exclude_run,
-                    "destination": destination,
-                    "sent": JournalState.SENT.value,
-                },
-            ).fetchone()
-            found.append(None if hit is None else LedgerEntry(hit[0], int(hit[1]), hit[2]))
+        None when there is none. One query for the whole list (a batch)."""
+        wanted = list(calls)
+        found: list[LedgerEntry | None] = [None] * len(wanted)
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS wanted "
+                "(i INTEGER PRIMARY KEY, recipient TEXT NOT NULL, fingerprint TEXT NOT NULL)"
+            )
+            self._db.execute("DELETE FROM wanted")
+            self._db.executemany(
+                "INSERT INTO wanted(i, recipient, fingerprint) VALUES (?, ?, ?)",
+                ((i, key, fp) for i, (key, fp) in enumerate(wanted)),
+            )
+            # wanted first (CROSS JOIN keeps that order): one index lookup per call.
+            hits = self._db.execute(
+                "SELECT wanted.i, sent.run, sent.row, sent.state FROM wanted "
+                "CROSS JOIN sent INDEXED BY sent_by_call ON sent.campaign = :campaign "
+                "AND sent.recipient = wanted.recipient AND sent.fingerprint = wanted.fingerprint "
+                "WHERE sent.run IS NOT :exclude "
+                "AND (:destination IS NULL OR sent.destination = :destination)",
+                {"campaign": campaign, "exclude": exclude_run, "destination": destination},
+            ).fetchall()
+        finally:
+            self._db.execute("COMMIT")
+        for i, run, row, state in hits:
+            entry = LedgerEntry(run, int(row), state)
+            known = found[i]
+            if known is None or (not entry.certain, run) < (not known.certain, known.run):
+                found[i] = entry
         return found
 
     def count(self, campaign: str) -> int:

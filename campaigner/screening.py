@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import polars as pl
 
@@ -129,6 +129,7 @@ class Screen:
         self.suppressed = suppressed
         self.only_new = only_new
         self.fingerprints = fingerprints or only_new is not None
+        self._frames: dict[str, tuple[Mapping[str, SuppressionLike], pl.DataFrame]] = {}
         slot = plan.template.slot("From")
         self._from_column: str | None = None
         self._from_value = ""
@@ -184,23 +185,32 @@ class Screen:
             business.alias(_BUSINESS),
         )
         keyed = keyed.with_columns(recipient_keys(keyed[_BUSINESS]).alias(_BUSINESS))
-        hits: dict[str, list[Any]] = {_BUSINESS: [], _KEY: [], _HELD_ERROR: []}
-        for (number,), group in keyed.group_by(_BUSINESS):
-            if not number:
-                continue
-            listed = self.suppressed(str(number))
-            if not listed:
-                continue
-            for key in group[_KEY].unique().to_list():
-                suppression = listed.get(key) if key else None
-                if suppression is not None:
-                    hits[_BUSINESS].append(number)
-                    hits[_KEY].append(key)
-                    hits[_HELD_ERROR].append(suppression_error(suppression))
-        found = pl.DataFrame(
-            hits, schema={_BUSINESS: pl.String, _KEY: pl.String, _HELD_ERROR: pl.String}
+        found = [
+            self._listed(str(number)).with_columns(pl.lit(number, pl.String).alias(_BUSINESS))
+            for (number,) in keyed.select(_BUSINESS).unique().iter_rows()
+            if number
+        ]
+        if not found:
+            return pl.DataFrame(schema={ROW: frame.schema[ROW], _HELD_ERROR: pl.String})
+        return keyed.join(pl.concat(found), on=[_BUSINESS, _KEY], how="inner").select(
+            ROW, _HELD_ERROR
         )
-        return keyed.join(found, on=[_BUSINESS, _KEY], how="inner").select(ROW, _HELD_ERROR)
+
+    def _listed(self, business: str) -> pl.DataFrame:
+        """(key, error) of everyone ``business`` must not send to, built again only when
+        the lookup answers with a new list."""
+        assert self.suppressed is not None
+        listed = self.suppressed(business)
+        cached = self._frames.get(business)
+        if cached is not None and cached[0] is listed:
+            return cached[1]
+        keys = list(listed)
+        frame = pl.DataFrame(
+            {_KEY: keys, _HELD_ERROR: [suppression_error(listed[k]) for k in keys]},
+            schema={_KEY: pl.String, _HELD_ERROR: pl.String},
+        )
+        self._frames[business] = (listed, frame)
+        return frame
 
     def _earlier(self, frame: pl.DataFrame, only_new: OnlyNew) -> pl.DataFrame:
         """(ROW, error) of the sendable rows whose call an earlier run already sent."""

@@ -264,7 +264,7 @@ def test_a_resume_keeps_only_new_and_holds_back_what_another_run_sent_meanwhile(
 def test_a_send_killed_mid_run_then_only_new_sends_no_one_twice(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    people = {n: f"P{n}" for n in range(1, 41)}
+    people = {n: f"P{n}" for n in range(1, 301)}  # over a second at 250/s
     write_list(tmp_path, people)
     (tmp_path / "campaign.toml").write_text(CAMPAIGN, encoding="utf-8")
     args = send_args(tmp_path / "campaign.toml", tmp_path / "out", sandbox.url, None)
@@ -279,8 +279,8 @@ def test_a_send_killed_mid_run_then_only_new_sends_no_one_twice(
     summary = json.loads(out)
     got = received(sandbox, before)
     assert set(got.values()) == {1}, got  # nobody got the call twice
-    held = summary["by_status"]["already_sent"]
-    assert held >= 15 and held + summary["by_status"]["sent"] == len(people)
+    held, sent = summary["by_status"]["already_sent"], summary["by_status"].get("sent", 0)
+    assert held >= 15 and sent and held + sent == len(people)
     # Nobody missed either: whoever the simulator did not see was in flight at the kill,
     # and is held back as possibly sent (reconcile the killed run to know).
     statuses = report(Path(summary["run_dir"]))
