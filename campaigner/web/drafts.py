@@ -199,7 +199,10 @@ async def check_form(request: Request) -> Response:
     found = _draft(request)
     if found is None:
         return _not_found()
-    columns = await _columns(found[1])
+    try:
+        columns = await _columns(found[1])
+    except CampaignerError as exc:
+        return PlainTextResponse(str(exc), 400)
     form = CampaignForm.from_fields(_fields(await form_of(request)))
     return page(request, "form_check.html", check=form.check(columns), draft=found[0])
 
@@ -217,7 +220,10 @@ async def submit_form(request: Request) -> Response:
             status=409,
             error="This campaign was sent already; start a new campaign to change it.",
         )
-    columns = await _columns(folder)
+    try:
+        columns = await _columns(folder)
+    except CampaignerError as exc:
+        return page(request, "new.html", status=400, error=str(exc))
     fields = _fields(await form_of(request))
     form = CampaignForm.from_fields(fields)
     check = form.check(columns)
