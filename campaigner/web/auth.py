@@ -18,6 +18,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 __all__ = (
     "COOKIE",
     "PASSWORD_ENV",
+    "PASSWORD_FILE",
     "AttemptLimiter",
     "Password",
     "Session",
@@ -30,7 +31,7 @@ PASSWORD_ENV = "CAMPAIGNER_WEB_PASSWORD"  # noqa: S105 (a variable name)
 COOKIE = "campaigner_session"
 SESSION_MAX_AGE_S = 12 * 3600
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-_HASH_FILE = "password.scrypt"
+PASSWORD_FILE = "password.scrypt"  # noqa: S105 (a file name: the generated password's hash)
 _KEY_FILE = "session.key"
 
 
@@ -71,7 +72,7 @@ class Password:
         from_env = environ.get(PASSWORD_ENV)
         if from_env:
             return cls.of(from_env)
-        path = state_dir / _HASH_FILE
+        path = state_dir / PASSWORD_FILE
         try:
             salt_hex, digest_hex = path.read_text("ascii").strip().split("$")
             return cls(bytes.fromhex(salt_hex), bytes.fromhex(digest_hex))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from campaigner.errors import CampaignerError
 from campaigner.web.app import create_app
-from campaigner.web.auth import PASSWORD_ENV
+from campaigner.web.auth import PASSWORD_ENV, PASSWORD_FILE
 from campaigner.web.context import Web
 
 __all__ = ("is_loopback", "serve")
@@ -94,7 +94,10 @@ def serve(
         if web.password.generated:
             say(f"password: {web.password.generated}")
         if os.environ.get(PASSWORD_ENV) is None and not web.password.generated:
-            warn(f"sign in with the password printed at the first start (or set {PASSWORD_ENV})")
+            warn(
+                "sign in with the password printed at the first start (lost? delete "
+                f"{web.workspace.web_dir / PASSWORD_FILE} and start again, or set {PASSWORD_ENV})"
+            )
         # uvicorn handles SIGINT/SIGTERM (runs stop gracefully), then raises the signal again
         # for the handlers it found: a no-op, so that the stop is a clean exit.
         for signum in (signal.SIGINT, signal.SIGTERM):
