@@ -93,7 +93,9 @@ async def feed(
                 state = states.get(row[ROW])
                 if state in FINAL_STATES or state == JournalState.INTENT:
                     continue
-                jobs.append(Job(row[ROW], plan.query(row)))
+                # The query the fingerprint was taken of (built once), else built now.
+                query = screen.queries.get(row[ROW]) or plan.query(row)
+                jobs.append(Job(row[ROW], query))
             return jobs
 
         jobs = await anyio.to_thread.run_sync(build_jobs)

@@ -130,6 +130,8 @@ class Screen:
         self.only_new = only_new
         self.fingerprints = fingerprints or only_new is not None
         self._frames: dict[str, tuple[Mapping[str, SuppressionLike], pl.DataFrame]] = {}
+        # The last batch's queries by row, as fingerprinted: the send feed reuses them.
+        self.queries: dict[int, dict[str, str]] = {}
         slot = plan.template.slot("From")
         self._from_column: str | None = None
         self._from_value = ""
@@ -163,9 +165,12 @@ class Screen:
     def _add_fingerprints(self, frame: pl.DataFrame) -> pl.DataFrame:
         rows: list[int] = []
         prints: list[str] = []
+        self.queries = {}
         for row in self._sendable(frame).iter_rows(named=True):
+            query = self.plan.query(row)
             rows.append(row[ROW])
-            prints.append(call_fingerprint(self.plan.query(row)))
+            prints.append(call_fingerprint(query))
+            self.queries[row[ROW]] = query
         found = pl.DataFrame(
             {ROW: rows, CALL: prints}, schema={ROW: frame.schema[ROW], CALL: pl.String}
         )
