@@ -510,3 +510,31 @@ def test_run_and_draft_names_from_the_url_never_leave_the_workspace(
     for draft in ("%2E%2E", "short", "x" * 100):
         answer = client.get(f"/drafts/{draft}/preview-report.csv", follow_redirects=False)
         assert answer.status_code == 404, draft
+
+
+@pytest.mark.slow
+def test_a_sandbox_run_is_never_resumed_to_cams_nor_a_cams_run_to_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    from campaigner import api
+
+    out = tmp_path / "out"
+    control = api.RunControl()
+    control.stop("paused")  # stopped before its first row: everything left to send
+    options = api.SendOptions(SAMPLES / "whatsapp_template.toml", out=out, sandbox=True, yes=True)
+    paused = api.send(options, control=control)
+    assert paused.stop_reason == "paused"
+    run_url = f"/runs/{paused.run_dir.name}"
+    with make_client(out) as client:  # sends to CAMS
+        token = sign_in(client)
+        assert 'data-state="paused"' in client.get(run_url).text
+        answer = client.post(run_url + "/resume", data={"csrf_token": token})
+        assert answer.status_code == 409 and "sent to sandbox" in answer.text
+        assert 'data-state="paused"' in client.get(run_url).text
+    with make_client(out, sandbox=True) as client:
+        token = sign_in(client)
+        answer = client.post(
+            run_url + "/resume", data={"csrf_token": token}, follow_redirects=False
+        )
+        assert answer.status_code == 303
+        assert wait_for_state(client, run_url, {"done", "stopped"}) == "done"

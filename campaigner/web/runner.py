@@ -21,6 +21,7 @@ from pathlib import Path
 from campaigner import api
 from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.errors import CampaignerError, RunCancelled, RunStopped
+from campaigner.runs import destination
 from campaigner.runstate import META_SCHEDULED_FOR, META_STATE, RunState
 from campaigner.web.workspace import Workspace
 
@@ -161,6 +162,14 @@ class Runner:
         active = self.active(run_id)
         if active is not None and not active.finished.is_set():
             raise CampaignerError("the run is sending already")
+        ours = destination(self.endpoint or DEFAULT_ENDPOINT, self.sandbox)
+        theirs = info.meta.get("destination")
+        if theirs and theirs != ours:  # a sandbox run never goes on to CAMS, nor back
+            raise CampaignerError(
+                f"this run sent to {theirs} and this server sends to {ours}: resume it "
+                f"from the command line (`campaigner send CAMPAIGN_FILE --resume "
+                f"{info.run_dir}`{' --sandbox' if theirs == 'sandbox' else ''})"
+            )
         campaign = info.meta.get("campaign_path")
         if not campaign or not Path(campaign).is_file():
             raise CampaignerError(
