@@ -464,6 +464,12 @@ def test_preview_send_watch_and_download_against_the_simulator(tmp_path: Path) -
         # Its simulator ended with the send: nothing to look unknown rows up in.
         answer = client.post(run_url + "/reconcile", data={"csrf_token": token})
         assert answer.status_code == 409 and "sandbox simulator" in answer.text
+        # A retry never leaves the sandbox for CAMS.
+        answer = client.post(run_url + "/retry", data={"csrf_token": token})
+        assert answer.status_code == 409 and "not from the sandbox" in answer.text
+        assert [p for p in (tmp_path / "out").iterdir() if p.is_dir() and p.name[0] != "."] == [
+            run_dir
+        ]
         # Actions that do not fit the state say so, and change nothing.
         answer = client.post(run_url + "/pause", data={"csrf_token": token})
         assert answer.status_code == 409

@@ -138,9 +138,17 @@ class Runner:
 
     def retry(self, run_id: str) -> ActiveRun:
         """A new run of a run's failed rows with a retriable code (``campaigner retry``)."""
-        run_dir = self.workspace.run_dir(run_id)
-        if run_dir is None:
+        info = self.workspace.info(run_id)
+        if info is None:
             raise CampaignerError("no such run")
+        run_dir = info.run_dir
+        ours = destination(self.endpoint or DEFAULT_ENDPOINT, self.sandbox)
+        if self.sandbox or info.meta.get("destination", ours) != ours:
+            raise CampaignerError(
+                f"this server sends to {ours} and this run sent to "
+                f"{info.meta.get('destination')}: a retry sends only where the run did, and "
+                "not from the sandbox (`campaigner retry RUN_DIR` on the command line)"
+            )
         return self._launch(
             lambda run: api.retry(
                 run_dir,
