@@ -4,6 +4,7 @@ workspace's real receipts.sqlite (written by ReceiptStore), joined by DeliverySo
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -17,7 +18,14 @@ from campaigner.columns import ERROR, ROW, STATUS, TO
 from campaigner.journal import Journal, Outcome
 from campaigner.receipts.parse import Inbound, Receipt, phone_key
 from campaigner.receipts.store import ReceiptStore
-from campaigner.report import DeliverySource, ReportLayout, ReportWriter, report_batch
+from campaigner.report import (
+    DeliverySource,
+    Funnel,
+    ReportLayout,
+    ReportWriter,
+    record_delivery,
+    report_batch,
+)
 from campaigner.report.delivery import RECEIPT_SCHEMA, REPLY_CHARS, delivery_columns
 from campaigner.report.delivery import phone_key as phone_key_expr
 from campaigner.statuses import RESULT_COLUMNS, JournalState, Status
@@ -275,3 +283,22 @@ def test_failed_is_final_and_the_error_reads_as_code_and_words() -> None:
 def test_the_column_key_is_the_receipts_phone_key(value: str) -> None:
     column = pl.select(phone_key_expr(pl.lit(value, pl.String))).item()
     assert column == phone_key(value)
+
+
+def test_summary_json_gets_the_funnel_and_keeps_the_rest(tmp_path: Path) -> None:
+    funnel = Funnel(sent=3, delivered=2, read=1, replied=1, pending=1, no_receipt=1)
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"mode": "send", "delivery": {"sent": 0}, "rows": 3}))
+    record_delivery(tmp_path, funnel)
+    assert json.loads(summary.read_text()) == {
+        "mode": "send",
+        "delivery": funnel.as_dict(),
+        "rows": 3,
+    }
+    for torn in ('{"mode": "se', "[1, 2]"):  # a torn file, or no object: just the funnel
+        summary.write_text(torn)
+        record_delivery(tmp_path, funnel)
+        assert json.loads(summary.read_text()) == {"delivery": funnel.as_dict()}
+    summary.unlink()
+    record_delivery(tmp_path, funnel)  # a run killed before its summary
+    assert json.loads(summary.read_text()) == {"delivery": funnel.as_dict()}
