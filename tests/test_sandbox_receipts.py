@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -64,10 +65,13 @@ def test_a_sandbox_send_has_its_receipts_stored_before_the_report(tmp_path: Path
     assert all(recipient == "8613800000000" for recipient, _ in inbound)
 
 
-def _recording_receiver(bodies: list[tuple[str, list[dict[str, str]]]], token: str) -> Starlette:
+def _recording_receiver(
+    bodies: list[tuple[str, list[dict[str, str]]]], arrived: list[float], token: str
+) -> Starlette:
     async def post(request: Request) -> JSONResponse:
         assert request.path_params["token"] == token
         bodies.append((request.path_params["kind"], json.loads(await request.body())))
+        arrived.append(time.monotonic())
         return JSONResponse({"code": 0, "msg": "OK"})
 
     return Starlette(routes=[Route("/cams/{kind}/{token}", post, methods=["POST"])])
@@ -77,25 +81,27 @@ def _recording_receiver(bodies: list[tuple[str, list[dict[str, str]]]], token: s
 async def test_the_sandbox_waits_for_the_last_receipts_when_it_ends(tmp_path: Path) -> None:
     bodies: list[tuple[str, list[dict[str, str]]]] = []
     tokens: list[str] = []
+    arrived: list[float] = []
 
     def receiver(workspace: Path, token: str) -> Starlette:
         assert workspace == tmp_path
         tokens.append(token)
-        return _recording_receiver(bodies, token)
+        return _recording_receiver(bodies, arrived, token)
 
-    # Slow enough that nothing has been pushed when the sends are done.
+    # Slow enough that the Read receipts are due seconds after the sends are done.
     plan = ReceiptPlan(
-        fail_rate=0, deliver_rate=1, read_rate=1, reply_rate=0.5, delay_ms=(300.0, 600.0)
+        fail_rate=0, deliver_rate=1, read_rate=1, reply_rate=0.5, delay_ms=(1000.0, 1500.0)
     )
     sent = []
-    async with serve_sandbox(tmp_path, plan=plan, receiver=receiver) as url:
+    async with serve_sandbox(tmp_path, plan=plan, receiver=receiver, drain_s=60) as url:
         async with CamsClient(Credentials(SANDBOX_KEY_ID, SANDBOX_SECRET), endpoint=url) as c:
             for i in range(5):
                 reply = await c.send({**QUERY, "To": f"86139{i:08d}"})
                 assert reply.message_id
                 sent.append(reply.message_id)
-        assert bodies == []
+        ended = time.monotonic()
     assert len(tokens) == 1 and len(tokens[0]) >= 16
+    assert max(arrived) > ended  # it waited for them
     got = {(i["MessageId"], i["Status"]) for kind, body in bodies if kind == "status" for i in body}
     assert got == {(m, s) for m in sent for s in ("Sent", "Delivered", "Read")}
     replies = [i for kind, body in bodies if kind == "inbound" for i in body]

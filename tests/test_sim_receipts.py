@@ -285,7 +285,7 @@ async def test_every_receipt_is_pushed_in_batches_of_at_most_100() -> None:
     plan = replace(FAST, reply_rate=0.3, duplicate_rate=0.1, disorder_rate=0.3)
     receiver = Receiver()
     async with receiving(receiver) as base:
-        pusher = Pusher(PushTarget(base, TOKEN), plan, seed=11)
+        pusher = Pusher(PushTarget(base, TOKEN, timeout_s=60), plan, seed=11)
         now = time.monotonic()
         records = [record(i, when=now) for i in range(1500)]
         async with pushing(pusher):
@@ -343,7 +343,8 @@ async def test_due_receipts_are_gathered_into_few_full_posts() -> None:
 async def test_a_500_answer_is_retried_until_every_receipt_arrives() -> None:
     receiver = Receiver(fail=3)
     async with receiving(receiver) as base:
-        pusher = Pusher(PushTarget(base, TOKEN, retry_s=(0.1, 0.2, 0.3)), FAST, seed=12)
+        target = PushTarget(base, TOKEN, retry_s=(0.1, 0.2, 0.3), timeout_s=60)
+        pusher = Pusher(target, FAST, seed=12)
         now = time.monotonic()
         records = [record(i, when=now) for i in range(300)]
         async with pushing(pusher):
@@ -361,7 +362,8 @@ async def test_a_500_answer_is_retried_until_every_receipt_arrives() -> None:
 async def test_a_timeout_is_retried_until_every_receipt_arrives() -> None:
     receiver = Receiver(hang=1)
     async with receiving(receiver) as base:
-        target = PushTarget(base, TOKEN, retry_s=(0.1, 0.2, 0.3), timeout_s=1.0)
+        # Retried for as long as it takes: on a busy machine other posts may time out too.
+        target = PushTarget(base, TOKEN, retry_s=(0.1, 0.2, 0.3, 1, 2, 4, 8), timeout_s=1.0)
         pusher = Pusher(target, FAST, seed=13)
         now = time.monotonic()
         records = [record(i, when=now) for i in range(200)]
@@ -370,7 +372,10 @@ async def test_a_timeout_is_retried_until_every_receipt_arrives() -> None:
                 pusher.schedule(rec)
             assert await pusher.drain(120)
     stats = pusher.stats()
-    assert stats["posts_failed"] == 1 and stats["retried"] == len(receiver.posts[0][1])
+    assert stats["posts_failed"] >= 1 and stats["retried"] >= len(receiver.posts[0][1])
+    assert stats.get("given_up", 0) == 0
+    hung = {(str(i["MessageId"]), str(i.get("Status", "inbound"))) for i in receiver.posts[0][1]}
+    assert hung <= set(receiver.delivered())
     assert set(receiver.delivered()) == wanted(records, FAST, 13)
 
 
