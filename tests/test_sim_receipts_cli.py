@@ -123,7 +123,7 @@ def test_the_sandbox_pushes_every_message_s_receipts_to_campaigner_receive(
         "--receipt-delay-ms",
         "10:200",
         "--push-retry-s",
-        "0.2,0.5,1,2,4",
+        "0.2,0.5,1,2,4,8,16",
         "--seed",
         "17",
     ]
