@@ -428,7 +428,7 @@ def send(
     type=click.FloatRange(0, 1),
     default=0.1,
     show_default=True,
-    help="Share of the read messages that get a reply (30%% of them opt-outs).",
+    help="Share of the read messages that get a reply (30 % of them opt-outs).",
 )
 @click.option(
     "--receipt-delay-ms",

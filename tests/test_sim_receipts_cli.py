@@ -180,3 +180,14 @@ def test_bad_receipt_options_are_usage_errors(monkeypatch: pytest.MonkeyPatch) -
         result = runner.invoke(cli, ["sandbox", "--port", "0", *args])
         assert result.exit_code == 2, (args, result.output)
         assert words in result.output, (args, result.output)
+
+
+def test_the_receipt_options_are_described() -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "%%" not in text  # click prints help as written: no printf escapes
+    options = "callback-base callback-token deliver-rate read-rate fail-rate reply-rate"
+    for option in (*options.split(), "receipt-delay-ms", "push-retry-s"):
+        assert f"--{option}" in text
+    assert "CAMPAIGNER_CALLBACK_TOKEN" in text
