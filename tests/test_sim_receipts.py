@@ -132,6 +132,21 @@ def test_duplicates_and_read_before_delivered_are_planned() -> None:
     assert 20 <= disordered <= 90  # about 5 %
 
 
+def test_a_disordered_delivered_is_posted_after_its_read_even_without_delays() -> None:
+    plan = ReceiptPlan(
+        fail_rate=0,
+        deliver_rate=1,
+        read_rate=1,
+        reply_rate=0,
+        disorder_rate=1,
+        duplicate_rate=0,
+        delay_ms=(0, 0),
+    )
+    for i in range(50):
+        posted = [p.event.status for p in fate_of(record(i), plan, seed=1).posts]
+        assert posted == ["Sent", "Read", "Delivered"]
+
+
 def test_replies_include_stop_words_and_viber_unsubscribes() -> None:
     plan = ReceiptPlan(
         fail_rate=0, deliver_rate=1, read_rate=1, reply_rate=1, stop_share=0.5, delay_ms=(1, 2)

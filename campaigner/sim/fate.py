@@ -150,8 +150,8 @@ def fate_of(record: AcceptedSend, plan: ReceiptPlan, seed: int) -> Fate:
                 events.append(_reply(rng, record, later(read.at_ms), plan.stop_share))
     posts = [Post(e.at_ms, e) for e in events]
     if len(events) >= 3 and events[2].status == "Read" and rng.random() < plan.disorder_rate:
-        # Delivered posted after Read: its Timestamp stays when it happened.
-        posts[1] = Post(later(posts[2].after_ms), events[1])
+        # Delivered posted after Read (1 ms later at least): its Timestamp stays when it happened.
+        posts[1] = Post(later(posts[2].after_ms) + 1.0, events[1])
     for post in list(posts):
         if rng.random() < plan.duplicate_rate:
             posts.append(Post(later(post.after_ms), post.event))
