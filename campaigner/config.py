@@ -13,6 +13,7 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from campaigner.limits import (
 )
 from campaigner.phones import AMBIGUITY_CHOICES, Ambiguity
 from campaigner.spelling import closest
+from campaigner.windows import SendWindow, parse_deadline
 
 __all__ = (
     "Campaign",
@@ -44,6 +46,9 @@ _SEND_KEYS = (
     "timeout_s",
     "outage_limit_s",
     "stop_words",
+    "window",
+    "timezone_column",
+    "deadline",
 )
 # Parameters that hold structures; the rest are scalars (strings or integers).
 _OBJECT_PARAMS = ("TemplateParams", "Payload", "Content", "ProductAction", "FlowAction")
@@ -61,6 +66,10 @@ class SendSettings:
     outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S  # give up (resumable) after this outage
     # replies that opt a recipient out, besides the default stop words (screening.py)
     stop_words: tuple[str, ...] = ()
+    # when rows may be sent, in each recipient's local time (windows.py); None: any time
+    window: SendWindow | None = None
+    timezone_column: str | None = None  # a column naming each row's time zone
+    deadline: datetime | None = None  # (UTC) rows not sent by then are not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,13 @@ def _parse_send(raw: object) -> SendSettings:
         raise ConfigError(
             '[send] stop_words must be a list of non-empty strings, e.g. ["STOP", "ALTO"]'
         )
+    window = raw.get("window")
+    if window is not None and not isinstance(window, str):
+        raise ConfigError('[send] window must be a string like "09:00-20:00"')
+    tz_column = raw.get("timezone_column")
+    if tz_column is not None and (not isinstance(tz_column, str) or not tz_column.strip()):
+        raise ConfigError('[send] timezone_column must be a column name, e.g. "timezone"')
+    deadline = raw.get("deadline")
     return SendSettings(
         qps=qps,
         default_region=region,
@@ -132,6 +148,9 @@ def _parse_send(raw: object) -> SendSettings:
         timeout_s=float(timeout),
         outage_limit_s=float(outage),
         stop_words=tuple(w.strip() for w in stop_words),
+        window=None if window is None else SendWindow.parse(window),
+        timezone_column=None if tz_column is None else tz_column.strip(),
+        deadline=None if deadline is None else parse_deadline(deadline),
     )
 
 

@@ -239,6 +239,15 @@ class Journal:
                     ((JournalState.INTENT.value, now, now, r) for r in intents),
                 )
 
+    def note_pending(self, rows: Iterable[tuple[int, str]]) -> None:
+        """Why rows still ``pending`` are not sent (a send window that does not open before
+        the deadline): (row, error). Rows in any other state are kept."""
+        with self._tx():
+            self._db.executemany(
+                "UPDATE rows SET error=?, updated_at=? WHERE row=? AND state=?",
+                ((err, time.time(), r, JournalState.PENDING.value) for r, err in rows),
+            )
+
     def settle_interrupted(self) -> int:
         """Rows left in ``intent`` by a crash may have been delivered: mark them unknown."""
         with self._tx():

@@ -26,6 +26,7 @@ from campaigner.rows import (
 from campaigner.runs import new_run_dir
 from campaigner.screening import Screen, WorkspaceScreen
 from campaigner.statuses import HELD, Status
+from campaigner.windows import Timing
 
 __all__ = (
     "AmbiguousTally",
@@ -152,6 +153,8 @@ def run_preview(
     path = resolve_input(campaign, input_path)
     table = open_campaign_input(campaign, path, plan)
     screen = WorkspaceScreen(plan, out, only_new=only_new, destination=None).check()
+    send = campaign.send
+    timing = Timing.of(send.window, send.deadline, send.timezone_column, table.columns)
     layout = ReportLayout.for_input(table.columns)
     run_dir = new_run_dir(out, campaign.name)
     tally = Tally()
@@ -160,7 +163,17 @@ def run_preview(
     want_xlsx = table.kind == "xlsx" if xlsx is None else xlsx
     try:
         _write_preview(
-            plan, table, layout, run_dir, want_xlsx, batch_rows, tally, examples, ambiguous, screen
+            plan,
+            table,
+            layout,
+            run_dir,
+            want_xlsx,
+            batch_rows,
+            tally,
+            examples,
+            ambiguous,
+            screen,
+            timing,
         )
     except BaseException:
         if not any(run_dir.iterdir()):
@@ -190,12 +203,15 @@ def _write_preview(
     examples: list[dict[str, str]],
     ambiguous: AmbiguousTally,
     screen: Screen,
+    timing: Timing | None = None,
 ) -> None:
     deduper = Deduper()
     error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
     with ReportWriter(run_dir, layout.columns, xlsx=want_xlsx, note_column=error) as writer:
         for batch in table.batches(batch_rows):
             prepared = screen.apply(plan.prepare(batch, deduper))
+            if timing is not None:
+                prepared = timing.check(prepared)
             ambiguous.add(prepared)
             if len(examples) < _EXAMPLES:
                 sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)

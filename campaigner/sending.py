@@ -76,6 +76,7 @@ from campaigner.sendlimit import SendLimit
 from campaigner.signing import Credentials
 from campaigner.statuses import HELD, JournalState, Status
 from campaigner.stopping import RunControl, StopSignals, watch_signals
+from campaigner.windows import Timing
 
 if TYPE_CHECKING:  # Redis loads only when a Redis budget is used
     from campaigner.budget.lease import RunLease
@@ -103,13 +104,22 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _timing(plan: Plan, table: InputTable) -> Timing | None:
+    """The campaign's send window over this list (None: send at any time)."""
+    send = plan.campaign.send
+    return Timing.of(send.window, send.deadline, send.timezone_column, table.columns)
+
+
 def _validate_all(plan: Plan, table: InputTable, screen: Screen) -> Tally:
     """The preview pass: counts by status before anything is sent."""
     layout = ReportLayout.for_input(table.columns)
     tally = Tally()
     deduper = Deduper()
+    timing = _timing(plan, table)
     for batch in table.batches():
         prepared = screen.apply(plan.prepare(batch, deduper))
+        if timing is not None:
+            prepared = timing.check(prepared)
         tally.add(layout.frame(prepared), layout.result_names)
     return tally
 
@@ -548,7 +558,9 @@ async def _send_rows(
                 else:
                     tg.start_soon(control.watch, pool)
                 tg.start_soon(_report_progress, pool, total, progress)
-                jobs = feed(plan, table, writer, journal, screen, only=only)
+                jobs = feed(
+                    plan, table, writer, journal, screen, only=only, timing=_timing(plan, table)
+                )
                 await pool.run(limit.take(jobs) if limit is not None else jobs)
                 tg.cancel_scope.cancel()
         if abort.cancelled_caught:
