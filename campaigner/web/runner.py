@@ -2,9 +2,9 @@
 a ``RunControl`` for Pause and Cancel, and the latest progress kept for the run page.
 
 Pause stops taking new rows (the requests in flight finish and are journaled); Resume is
-``--resume`` of the same run folder, so a resumed run never sends a row twice. What the
-web app knows of a run (sending, paused, cancelled) is kept in the workspace, so that
-after a restart (even after kill -9) the runs that were sending continue."""
+``--resume`` of the same run folder, so a resumed run never sends a row twice. Which
+runs this server was sending is kept in the workspace (their states are the journal's),
+so that after a restart, even after kill -9, those runs continue."""
 
 from __future__ import annotations
 
@@ -41,7 +41,6 @@ class ActiveRun:
     """A send this process started (or is starting)."""
 
     control: api.RunControl
-    started_at: float = field(default_factory=time.monotonic)
     state: str = "sending"
     progress: api.SendProgress | None = None
     error: str | None = None
