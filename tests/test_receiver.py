@@ -15,11 +15,20 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from campaigner.errors import ReceiverError, StorageError
 from campaigner.receipts import receiver as receiver_module
 from campaigner.receipts.parse import parse_status_body
-from campaigner.receipts.receiver import ReceiptWriter, check_token, receiver_app
+from campaigner.receipts.receiver import (
+    ReceiptWriter,
+    check_token,
+    receiver_app,
+    receiver_routes,
+)
 from campaigner.receipts.store import RECEIPTS_NAME
 
 TOKEN = "test-token-0123456789abcdef"
@@ -29,13 +38,16 @@ OK = {"code": 0, "msg": "OK"}
 class Server:
     """The receiver app under uvicorn in a thread, on a free loopback port."""
 
-    def __init__(self, workspace: Path, token: str = TOKEN) -> None:
+    def __init__(self, workspace: Path, token: str = TOKEN, app: Starlette | None = None) -> None:
         self.workspace = workspace
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            receiver_app(workspace, token), access_log=False, log_level="warning", lifespan="off"
+            app or receiver_app(workspace, token),
+            access_log=False,
+            log_level="warning",
+            lifespan="off",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -264,3 +276,22 @@ def test_one_unstorable_request_does_not_fail_its_neighbours(tmp_path: Path) -> 
     db = sqlite3.connect(tmp_path / RECEIPTS_NAME)
     assert db.execute("SELECT count(*) FROM receipts").fetchone() == (20,)
     db.close()
+
+
+def test_the_routes_mount_in_another_app(tmp_path: Path) -> None:
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    routes = [Route("/hello", hello), *receiver_routes(tmp_path, TOKEN)]
+    server = Server(tmp_path, app=Starlette(routes=routes))
+    try:
+        with httpx.Client(timeout=30) as client:
+            assert client.get(f"http://127.0.0.1:{server.port}/hello").text == "hello"
+            answer = client.post(server.url("inbound"), json={"MessageId": "i", "Type": "TEXT"})
+            assert (answer.status_code, answer.json()) == (200, OK)
+            assert (
+                client.post(server.url(token="wrong-token-wrong-token"), json=[]).status_code == 404
+            )
+        assert server.rows("SELECT message_id, type FROM inbound") == [("i", "TEXT")]
+    finally:
+        server.stop()

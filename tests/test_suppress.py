@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from campaigner.receipts.parse import parse_inbound_body, parse_status_body
 from campaigner.receipts.stopwords import DEFAULT_STOP_WORDS, normalize_stop_word
 from campaigner.receipts.store import ReceiptStore
-from campaigner.receipts.suppression import ANY_BUSINESS
+from campaigner.receipts.suppression import ANY_BUSINESS, Action, Event, resolve
 
 BUSINESS = "8613900000000"
 USER = "8613800000001"
@@ -144,3 +146,34 @@ def test_default_stop_words_cover_the_languages() -> None:
     words = {normalize_stop_word(word) for word in DEFAULT_STOP_WORDS}
     for needed in ("stop", "unsubscribe", "退订", "berhenti", "parar", "baja"):
         assert needed in words
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["111111", "222222"]),  # recipient
+            st.integers(min_value=0, max_value=20),  # at_ms
+            st.sampled_from(list(Action)),
+            st.integers(min_value=0, max_value=3),  # order
+        ),
+        max_size=30,
+    )
+)
+def test_resolve_keeps_the_latest_event_per_recipient(
+    raw: list[tuple[str, int, Action, int]],
+) -> None:
+    events = [Event(BUSINESS, r, at, action, f"#{i}", "manual", order)
+              for i, (r, at, action, order) in enumerate(raw)]  # fmt: skip
+    found = resolve(events)
+    for recipient in ("111111", "222222"):
+        mine = [e for e in events if e.recipient == recipient]
+        if not mine:
+            assert recipient not in found
+            continue
+        # The last of the latest (at_ms, order): a later arrival wins a tie.
+        latest = max(enumerate(mine), key=lambda ie: (ie[1].at_ms, ie[1].order, ie[0]))[1]
+        if latest.action is Action.ADD:
+            assert found[recipient].reason == latest.reason
+            assert found[recipient].since_ms == latest.at_ms
+        else:
+            assert recipient not in found
