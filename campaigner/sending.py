@@ -259,13 +259,20 @@ async def run_send(
         lock = RunLock(run_dir)
         lock.acquire()
     try:
-        # Another host may work on this run (its folder shared): the lease says, before
-        # anything in the journal is touched.
-        lease = open_lease(budget_spec, run_dir.name)
-        if lease is not None:
-            await lease.acquire()
         journal = Journal.in_run(run_dir)
     except BaseException:
+        lock.release()
+        raise
+    try:
+        # Another host may work on this run (its folder shared): the lease says, before
+        # anything in the journal is changed. A run is its folder's name and the moment it
+        # was created (two workspaces may hold folders of the same name).
+        created = (journal.meta() or meta).get("created_at", "")
+        lease = open_lease(budget_spec, run_dir.name, created)
+        if lease is not None:
+            await lease.acquire()
+    except BaseException:
+        journal.close()
         lock.release()
         raise
     registry.record(campaign.name, run_dir)

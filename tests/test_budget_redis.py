@@ -105,6 +105,12 @@ def test_the_run_lease_keeps_a_second_process_off_the_run(redis_server: RedisSer
         await first.release()
         third = RunLease(connect(redis_server.url), redis_server.url, "spring-20261129T2100")
         await third.acquire()  # free again
+        # A folder of the same name in another workspace, created at another moment: its own.
+        namesake = RunLease(
+            connect(redis_server.url), redis_server.url, "spring-20261129T2100", created="1.5"
+        )
+        await namesake.acquire()
+        await namesake.release()
         await third.release()
 
     anyio.run(main)

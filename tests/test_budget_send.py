@@ -19,6 +19,7 @@ from campaigner.budget import budget_key
 from campaigner.budget.lease import RunLease
 from campaigner.budget.redis import connect
 from campaigner.cams import LIST_ACTION, SEND_ACTION
+from campaigner.journal import Journal
 from campaigner.sim.crashcheck import CAMPAIGN, check, read_report, run_dir, write_campaign
 from campaigner.sim.harness import KEY_ID, Sandbox, campaigner, free_port, run, send_args
 from tests.redis_server import RedisServer, require_redis
@@ -219,7 +220,10 @@ def test_a_run_leased_by_another_host_is_refused_in_one_line(tmp_path: Path) -> 
         before = (folder / "journal.sqlite").read_bytes()
 
         # "Another host" works on the run now: its lease, as it would have written it.
-        other = RunLease(connect(redis_server.url), redis_server.url, folder.name)
+        journal = Journal.in_run(folder)
+        created = journal.meta()["created_at"]
+        journal.close()
+        other = RunLease(connect(redis_server.url), redis_server.url, folder.name, created=created)
         direct = redis.Redis.from_url(redis_server.url)
         direct.set(other.key, other.holder, px=60_000)
         env = {"CAMPAIGNER_RATE_BUDGET": redis_server.url}  # the variable, not the option

@@ -40,15 +40,22 @@ return 0
 
 
 class RunLease:
-    """The lease on one run (``run_name``: its folder's name) in ``client``'s Redis."""
+    """The lease on one run in ``client``'s Redis: ``run_name`` is its folder's name (for
+    messages), ``created`` when it was created (folders in two workspaces may share a name)."""
 
     def __init__(
-        self, client: aioredis.Redis, where: str, run_name: str, *, lifetime_s: float = 15.0
+        self,
+        client: aioredis.Redis,
+        where: str,
+        run_name: str,
+        *,
+        created: str = "",
+        lifetime_s: float = 15.0,
     ) -> None:
         self._client = client
         self._where = where
         self.run_name = run_name
-        digest = hashlib.sha256(run_name.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(f"{run_name}\0{created}".encode()).hexdigest()[:32]
         self.key = f"campaigner:lease:{digest}"
         self._ms = int(lifetime_s * 1000)
         self.lifetime_s = lifetime_s

@@ -97,13 +97,13 @@ def open_budget(
     return LocalBudget(rule)
 
 
-def open_lease(spec: str, run_name: str) -> RunLease | None:
+def open_lease(spec: str, run_name: str, created: str = "") -> RunLease | None:
     """The run lease when the budget is in Redis (None otherwise: the run folder's lock is
-    enough on one host)."""
+    enough on one host). ``created`` tells apart runs whose folders share a name."""
     spec = check_budget(spec)
     if not is_redis(spec):
         return None
     from campaigner.budget.lease import RunLease
     from campaigner.budget.redis import connect, redis_where
 
-    return RunLease(connect(spec), redis_where(spec), run_name)
+    return RunLease(connect(spec), redis_where(spec), run_name, created=created)
