@@ -145,3 +145,10 @@ def test_receive_announces_itself_and_stops_on_sigterm(tmp_path: Path) -> None:
         )  # fmt: skip
         assert ran.returncode == 1
         assert "cannot listen on 127.0.0.1" in one_line_error(ran)
+
+
+def test_receive_warns_off_loopback(tmp_path: Path) -> None:
+    token = "cli-test-token-0123456789"
+    with ReceiverProcess(tmp_path, token, extra_args=["--host", "0.0.0.0"]) as receiver:
+        assert httpx.post(receiver.url(), json=[], timeout=30).status_code == 200
+    assert "warning: plain HTTP on 0.0.0.0: put TLS in front" in receiver.errors()

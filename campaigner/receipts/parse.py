@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from campaigner.errors import ReceiptFormatError
+from campaigner.statuses import Delivery
 
 __all__ = (
     "CANONICAL_STATUSES",
@@ -28,14 +29,12 @@ __all__ = (
     "phone_key",
 )
 
-# Canonical spellings of the statuses CAMS documents; anything else is stored as given.
+# Canonical spellings of the statuses CAMS documents, keyed case-folded: the delivery states
+# of the report's vocabulary, and those that are not delivery states. Others are kept as given.
 CANONICAL_STATUSES: dict[str, str] = {
-    "sent": "Sent",
-    "delivered": "Delivered",
-    "read": "Read",
-    "failed": "Failed",
-    "deleted": "Deleted",
-    "unsubscribe": "unsubscribe",
+    **{state.value.casefold(): state.value for state in Delivery},
+    "deleted": "Deleted",  # documented, never pushed
+    "unsubscribe": "unsubscribe",  # Viber opt-out and opt-in
     "subscribe": "subscribe",
 }
 
