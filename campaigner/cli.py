@@ -694,8 +694,9 @@ def reconcile(run_dir: Path, endpoint: str, grace_s: float, rate_budget: str | N
     help="Lookups per second (their own budget, apart from sends).",
 )
 @rate_budget_opt
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @handle_errors
-def status(run_dir: Path, endpoint: str, qps: int, rate_budget: str | None) -> None:
+def status(run_dir: Path, endpoint: str, qps: int, rate_budget: str | None, as_json: bool) -> None:
     """Ask ListChatappMessage how far the sent rows without a final receipt got, store
     the answers as receipts, and rebuild the report."""
     from campaigner import api
@@ -703,7 +704,17 @@ def status(run_dir: Path, endpoint: str, qps: int, rate_budget: str | None) -> N
     _setup_logging(False)
     options = api.StatusOptions(run_dir, endpoint, qps, rate_budget=rate_budget)
     result = api.status(options, say=_say)
-    if result.cannot_look_up:
+    code = EXIT_OK if result.complete else EXIT_INCOMPLETE
+    if as_json:
+        fields = ("channel", "unsettled", "cannot_look_up", "requests", "found")
+        fields += ("not_listed", "failed_windows", "unreadable", "stored")
+        answer = {name: getattr(result, name) for name in fields}
+        delivery = result.tally.delivery.as_dict() if result.tally.delivery else None
+        click.echo(json.dumps({"run_dir": str(run_dir), **answer, "delivery": delivery}))
+        sys.exit(code)
+    if not result.unsettled:
+        echo("Every sent row has a final receipt (Read or Failed): nothing to look up")
+    elif result.cannot_look_up:
         echo(
             f"{result.cannot_look_up:,} sent rows have no final receipt, but {result.channel} "
             "messages cannot be looked up (ListChatappMessage lists WhatsApp and Viber only): "
@@ -723,7 +734,7 @@ def status(run_dir: Path, endpoint: str, qps: int, rate_budget: str | None) -> N
     if result.tally.delivery is not None:
         print_funnel(result.tally.delivery.as_dict())
     echo("Report: " + ", ".join(str(p) for p in result.paths))
-    sys.exit(EXIT_OK if result.complete else EXIT_INCOMPLETE)
+    sys.exit(code)
 
 
 workspace_opt = click.option(

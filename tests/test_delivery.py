@@ -302,3 +302,18 @@ def test_summary_json_gets_the_funnel_and_keeps_the_rest(tmp_path: Path) -> None
     summary.unlink()
     record_delivery(tmp_path, funnel)  # a run killed before its summary
     assert json.loads(summary.read_text()) == {"delivery": funnel.as_dict()}
+
+
+def test_folder_names_that_mean_something_in_a_uri_are_read_as_names(tmp_path: Path) -> None:
+    run_dir = tmp_path / "work space #1 ?mode=rw&x=%20 é" / "run 2"
+    run_dir.mkdir(parents=True)
+    journal = Journal.in_run(run_dir)
+    journal.add_rows([(2, JournalState.PENDING, "8613900000002", None)])
+    journal.apply([2], [])
+    journal.apply([], [Outcome(2, JournalState.SENT, 1, "m2", "OK", "OK", "q2")])
+    journal.close()
+    with ReceiptStore.open(run_dir.parent) as store:
+        store.add_receipts([receipt("m2", "Read", 0)])
+    with DeliverySource(run_dir, sender=BUSINESS) as source:
+        got = columns(source.batch(pl.DataFrame({ROW: [2], TO: ["8613900000002"]})))
+    assert got[2][0] == "Read"

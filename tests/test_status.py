@@ -158,6 +158,19 @@ def test_pushed_final_receipts_are_not_asked_about_and_report_shows_replies(
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["delivery"]["replied"] == 1
 
+        # Every row final: nothing to ask.
+        listed = sim.stats()["outcomes"]["listed"]
+        with ReceiptStore.open(run_dir.parent) as store:
+            store.add_receipts(
+                Receipt(r["MessageId"], "Failed", None, "131050", None, r["To"], None, "{}")
+                for r in rows[30:]
+            )
+        code, out, err = run("status", str(run_dir), "--endpoint", sim.url)
+        assert code == 0, err
+        assert "Every sent row has a final receipt (Read or Failed): nothing to look up" in out
+        assert sim.stats()["outcomes"]["listed"] == listed
+        assert "failed 10: 131050 × 10" in out
+
 
 @pytest.mark.slow
 def test_messenger_rows_are_not_looked_up_and_the_summary_says_so(tmp_path: Path) -> None:
@@ -172,6 +185,12 @@ def test_messenger_rows_are_not_looked_up_and_the_summary_says_so(tmp_path: Path
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["delivery"]["cannot_look_up"] == 10
         assert summary["delivery"]["no_receipt"] == 0 and summary["delivery"]["lookup"] is False
+        code, out, err = run("status", str(run_dir), "--endpoint", sim.url, "--json")
+        assert code == 0, err
+        answer = json.loads(out)
+        assert answer["run_dir"] == str(run_dir) and answer["channel"] == "messenger"
+        assert (answer["unsettled"], answer["cannot_look_up"], answer["requests"]) == (10, 10, 0)
+        assert answer["delivery"] == summary["delivery"]
 
 
 @pytest.mark.slow
