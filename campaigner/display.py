@@ -99,6 +99,8 @@ def print_preview(result: PreviewResult) -> None:
             f"country code): rows sent with [send] ambiguous = {choices}"
         )
     echo(f"  estimated send time at {result.qps}/s: {duration(result.estimated_send_seconds)}")
+    if result.plan is not None:
+        _print_plan(result.plan)
     if result.examples:
         echo("First rendered calls (recipient masked):")
         for query in result.examples[:3]:
@@ -106,6 +108,21 @@ def print_preview(result: PreviewResult) -> None:
     echo(report_line(result.run_dir))
     rate = result.tally.rows / max(result.seconds, 1e-9)
     echo(f"Done in {result.seconds:.2f} s ({rate:,.0f} rows/s)")
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    """A send window's plan: rows per hour by zone, the finish, what misses the deadline."""
+    deadline = f", deadline {plan['deadline']}" if plan["deadline"] else ""
+    echo(f"Plan (window {plan['window']} local time{deadline}):")
+    for hour in plan["hours"][:24]:
+        zones = ", ".join(f"{z} {n:,}" for z, n in hour["by_zone"].items())
+        echo(f"  {hour['hour']}  {hour['rows']:>9,}  ({zones})")
+    if len(plan["hours"]) > 24:
+        echo(f"  … {len(plan['hours']) - 24} more hours (summary.json has them)")
+    if plan["finish"]:
+        echo(f"  last row sent about {plan['finish']}")
+    if plan["not_before_deadline"]:
+        echo(f"  {plan['not_before_deadline']:,} rows cannot be sent in their window in time")
 
 
 class ProgressDisplay:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from campaigner.rows import (
 from campaigner.runs import new_run_dir
 from campaigner.screening import Screen, WorkspaceScreen
 from campaigner.statuses import HELD, Status
-from campaigner.windows import Timing
+from campaigner.windows import SendPlan, Timing
 
 __all__ = (
     "AmbiguousTally",
@@ -91,6 +92,7 @@ class PreviewResult:
     seconds: float
     examples: list[dict[str, str]] = field(default_factory=list)
     ambiguous: AmbiguousTally | None = None
+    plan: dict[str, Any] | None = None  # under a send window: rows per hour, by zone
 
     @property
     def would_send(self) -> int:
@@ -127,6 +129,7 @@ class PreviewResult:
             "estimated_send_seconds": round(self.estimated_send_seconds, 1),
             "duration_seconds": round(self.seconds, 3),
             "rows_per_second": round(self.tally.rows / self.seconds) if self.seconds else None,
+            **({"plan": self.plan} if self.plan is not None else {}),
         }
 
 
@@ -155,6 +158,7 @@ def run_preview(
     screen = WorkspaceScreen(plan, out, only_new=only_new, destination=None).check()
     send = campaign.send
     timing = Timing.of(send.window, send.deadline, send.timezone_column, table.columns)
+    send_plan = None if timing is None else SendPlan(timing, send.qps)
     layout = ReportLayout.for_input(table.columns)
     run_dir = new_run_dir(out, campaign.name)
     tally = Tally()
@@ -174,6 +178,7 @@ def run_preview(
             ambiguous,
             screen,
             timing,
+            send_plan,
         )
     except BaseException:
         if not any(run_dir.iterdir()):
@@ -187,6 +192,7 @@ def run_preview(
         seconds=time.perf_counter() - started,
         examples=examples,
         ambiguous=ambiguous,
+        plan=None if send_plan is None else send_plan.hours(datetime.now(UTC)),
     )
     write_json_atomic(run_dir / "summary.json", {"name": campaign.name, **result.summary()})
     return result
@@ -204,6 +210,7 @@ def _write_preview(
     ambiguous: AmbiguousTally,
     screen: Screen,
     timing: Timing | None = None,
+    send_plan: SendPlan | None = None,
 ) -> None:
     deduper = Deduper()
     error = layout.result_names["error"]  # also notes the XLSX cells cut to Excel's limit
@@ -212,6 +219,8 @@ def _write_preview(
             prepared = screen.apply(plan.prepare(batch, deduper))
             if timing is not None:
                 prepared = timing.check(prepared)
+            if send_plan is not None:
+                send_plan.add(prepared)
             ambiguous.add(prepared)
             if len(examples) < _EXAMPLES:
                 sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,11 +28,13 @@ from campaigner.errors import ConfigError
 from campaigner.statuses import Status
 
 __all__ = (
+    "SendPlan",
     "SendWindow",
     "Timing",
     "Zones",
     "parse_deadline",
     "zones_for_number",
+    "zones_label",
     "zones_named",
 )
 
@@ -234,3 +236,74 @@ class Timing:
         where = ", ".join(zones) if zones else "UTC"
         when = f"{self.deadline:%Y-%m-%d %H:%M} UTC" if self.deadline else "within two days"
         return f"its send window {self.window} ({where}) does not open before {when}"
+
+
+def zones_label(zones: Zones) -> str:
+    if not zones:
+        return "UTC"
+    return zones[0] if len(zones) == 1 else f"{zones[0]} (+{len(zones) - 1} zones)"
+
+
+@dataclass
+class SendPlan:
+    """The preview's plan under a send window: how many rows go in each hour from ``start``,
+    by time zone, and when the last one goes. Rows are counted per set of zones; each hour
+    sends, at ``qps``, the rows whose window is open then (half an hour's worth when it
+    opens or closes within the hour), oldest waiting first."""
+
+    timing: Timing
+    qps: int
+    groups: dict[Zones, int] = field(default_factory=dict)
+
+    def add(self, prepared: pl.DataFrame) -> None:
+        sendable = prepared.filter(pl.col(STATUS) == Status.WOULD_SEND.value)
+        columns = [TO, *([self.timing.column] if self.timing.column else [])]
+        for row in sendable.select(columns).iter_rows(named=True):
+            zones = self.timing.zones(row) or ()
+            self.groups[zones] = self.groups.get(zones, 0) + 1
+
+    def hours(self, start: datetime, max_hours: int = 72) -> dict[str, Any]:
+        hour = timedelta(hours=1)
+        remaining = {z: n for z, n in self.groups.items() if n}
+        never = 0
+        for zones in list(remaining):
+            if self.timing.opens(zones, start) is None:
+                never += remaining.pop(zones)
+        rows: list[dict[str, Any]] = []
+        finish: datetime | None = None
+        at = start
+        while remaining and len(rows) < max_hours:
+            if self.timing.deadline is not None and at >= self.timing.deadline:
+                break
+            room = self.qps * 3600
+            sent: dict[str, int] = {}
+            for zones in sorted(remaining, key=lambda z: self.timing.opens(z, at) or at):
+                share = sum(self.timing.window.is_open(zones, at + hour * f) for f in (0, 0.5))
+                take = min(remaining[zones], room * share // 2)
+                if take <= 0:
+                    continue
+                remaining[zones] -= take
+                room -= take
+                label = zones_label(zones)
+                sent[label] = sent.get(label, 0) + take
+                finish = at + timedelta(seconds=(self.qps * 3600 - room) / self.qps)
+                if not remaining[zones]:
+                    del remaining[zones]
+            if sent:
+                rows.append(
+                    {
+                        "hour": f"{at:%Y-%m-%d %H:%M} UTC",
+                        "rows": sum(sent.values()),
+                        "by_zone": sent,
+                    }
+                )
+            at += hour
+        return {
+            "window": str(self.timing.window),
+            "deadline": f"{self.timing.deadline:%Y-%m-%d %H:%M} UTC"
+            if self.timing.deadline
+            else None,
+            "hours": rows,
+            "finish": None if finish is None or remaining else f"{finish:%Y-%m-%d %H:%M} UTC",
+            "not_before_deadline": never + sum(remaining.values()),
+        }

@@ -24,7 +24,7 @@ from campaigner.send.journaling import JournalWriter
 from campaigner.signing import Credentials
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
 from campaigner.statuses import Status
-from campaigner.windows import SendWindow, Timing, parse_deadline, zones_for_number
+from campaigner.windows import SendPlan, SendWindow, Timing, parse_deadline, zones_for_number
 
 MOSCOW_KAMCHATKA = ("Asia/Kamchatka", "Europe/Moscow")
 
@@ -244,3 +244,32 @@ def test_a_send_leaves_rows_past_the_deadline_not_attempted_with_the_reason(
         assert error.startswith(f"its send window 09:00-20:00 ({zone}) does not open before ")
     for zone in open_now:
         assert report[zone] == (Status.SENT, "")
+
+
+def test_the_preview_plan_counts_rows_per_hour_by_zone_and_the_finish() -> None:
+    window = SendWindow.parse("09:00-20:00")
+    plan = SendPlan(Timing(window, utc("2026-12-01T05:00")), qps=1)  # 3,600 rows an hour
+    plan.groups = {("Asia/Shanghai",): 5000, ("America/Los_Angeles",): 500, MOSCOW_KAMCHATKA: 10}
+    assert plan.hours(utc("2026-12-01T00:00")) == {
+        "window": "09:00-20:00",
+        "deadline": "2026-12-01 05:00 UTC",
+        "hours": [  # Los Angeles is open until 04:00 UTC, Shanghai from 01:00 UTC
+            {"hour": "2026-12-01 00:00 UTC", "rows": 500, "by_zone": {"America/Los_Angeles": 500}},
+            {"hour": "2026-12-01 01:00 UTC", "rows": 3600, "by_zone": {"Asia/Shanghai": 3600}},
+            {"hour": "2026-12-01 02:00 UTC", "rows": 1400, "by_zone": {"Asia/Shanghai": 1400}},
+        ],
+        "finish": "2026-12-01 02:23 UTC",
+        "not_before_deadline": 10,  # Moscow and Kamchatka share 06:00-08:00 UTC only
+    }
+
+
+def test_preview_shows_the_plan_and_marks_bad_zone_cells_invalid(tmp_path: Path) -> None:
+    result = api.preview(
+        api.PreviewOptions(write(tmp_path, "2099-01-01T00:00Z"), out=tmp_path / "out")
+    )
+    assert result.tally.count(Status.INVALID) == 1  # Mars/Base
+    assert result.plan is not None
+    assert sum(h["rows"] for h in result.plan["hours"]) == result.would_send == 4
+    assert result.plan["not_before_deadline"] == 0 and result.plan["finish"] is not None
+    zones = {z for h in result.plan["hours"] for z in h["by_zone"]}
+    assert zones == {"Asia/Shanghai", "America/Los_Angeles", "Europe/London", "Asia/Tokyo"}
