@@ -161,6 +161,14 @@ def test_replies_include_stop_words_and_viber_unsubscribes() -> None:
     viber = [statuses(fate_of(record(i, channel="viber"), plan, seed=2)) for i in range(400)]
     unsubscribed = sum("unsubscribe" in s for s in viber)
     assert 60 <= unsubscribed <= 140  # half of the half that opt out
+    resubscribed = [s for s in viber if "subscribe" in s]
+    assert 5 <= len(resubscribed) <= 0.4 * unsubscribed  # about 20 % of them
+    assert all(s[-2:] == ["unsubscribe", "subscribe"] for s in resubscribed)
+    # A subscription change is no delivery state: the listing still says Read.
+    for i in range(400):
+        fate = fate_of(record(i, channel="viber"), plan, seed=2)
+        state = fate.state_at(fate.events[-1].at_ms)
+        assert state is not None and state.status == "Read"
 
 
 def test_status_bodies_have_the_documented_keys() -> None:
@@ -503,7 +511,7 @@ def test_the_receiver_s_parser_reads_every_body_as_meant() -> None:
     )
     stop_words = stop_word_set()
     assert {normalize_stop_word(w) for w in STOP_REPLIES} <= stop_words
-    opt_outs = replies = unsubscribes = 0
+    opt_outs = replies = unsubscribes = subscribes = 0
     for i in range(300):
         rec = record(i, channel="viber" if i % 2 else "whatsapp")
         for event in fate_of(rec, plan, seed=8).events:
@@ -514,6 +522,7 @@ def test_the_receiver_s_parser_reads_every_body_as_meant() -> None:
                 assert (receipt.sender, receipt.recipient) == (rec.from_, rec.to)
                 assert receipt.error_code == event.error_code
                 unsubscribes += event.status == "unsubscribe"
+                subscribes += event.status == "subscribe"
                 continue
             [inbound] = parse_inbound_body(json.dumps([inbound_body(rec, event)]).encode())
             assert (inbound.sender, inbound.recipient) == (rec.to, rec.from_)
@@ -525,5 +534,5 @@ def test_the_receiver_s_parser_reads_every_body_as_meant() -> None:
                 normalize_stop_word(inbound.payload or ""),
             }
             opt_outs += bool(said & stop_words)
-    assert unsubscribes > 10 and replies > 100
+    assert unsubscribes > 10 and subscribes > 0 and replies > 100
     assert 0.25 * replies <= opt_outs <= 0.75 * replies  # stop_share of the replies opt out

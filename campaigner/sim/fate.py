@@ -1,5 +1,6 @@
 """What happens to an accepted message after the send: its seeded ``Fate`` (Sent, then Delivered
-and Read, or Failed; maybe a reply or a Viber ``unsubscribe``) and when each receipt is posted.
+and Read, or Failed; maybe a reply or a Viber ``unsubscribe``, sometimes undone by a later
+``subscribe``) and when each receipt is posted.
 
 Pure: the same seed, message and plan always give the same fate, so the pusher (sim/push.py) and
 ListChatappMessage (sim/listing.py) agree without sharing state. Rates and the body formats:
@@ -17,6 +18,7 @@ from campaigner.sim.records import AcceptedSend
 
 __all__ = (
     "FAIL_CODES",
+    "RESUBSCRIBE_SHARE",
     "STOP_REPLIES",
     "Event",
     "Fate",
@@ -43,7 +45,11 @@ _BUTTONS: tuple[tuple[str, str], ...] = (
     ("Stop promotions", "STOP"),
 )
 
-StatusName = Literal["Sent", "Delivered", "Read", "Failed", "unsubscribe"]
+StatusName = Literal["Sent", "Delivered", "Read", "Failed", "unsubscribe", "subscribe"]
+# Viber subscription changes: receipts, but not delivery states.
+_SUBSCRIPTION = frozenset({"unsubscribe", "subscribe"})
+# Share of the Viber unsubscribes undone by a ``subscribe`` receipt later.
+RESUBSCRIBE_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,8 @@ class ReceiptPlan:
     """Seeded outcome rates and delays. Rates are conditional: ``fail_rate`` of the accepted
     messages fail (Sent, then Failed); ``deliver_rate`` of the others are Delivered (the rest
     stay Sent); ``read_rate`` of the delivered are Read; ``reply_rate`` of the read get a reply,
-    ``stop_share`` of those an opt-out (on Viber half the opt-outs are ``unsubscribe`` receipts).
+    ``stop_share`` of those an opt-out (on Viber half the opt-outs are ``unsubscribe`` receipts,
+    ``RESUBSCRIBE_SHARE`` of them followed by a ``subscribe``).
     Each step follows the previous one after a delay drawn from ``delay_ms`` (MIN, MAX).
     ``duplicate_rate`` of the receipts are posted twice; ``disorder_rate`` of the read messages
     have their Read posted before their Delivered."""
@@ -119,7 +126,7 @@ class Fate:
         for event in self.events:
             if event.at_ms > elapsed_ms:
                 break
-            if event.kind == "status" and event.status != "unsubscribe":
+            if event.kind == "status" and event.status not in _SUBSCRIPTION:
                 found = event
         return found
 
@@ -147,7 +154,10 @@ def fate_of(record: AcceptedSend, plan: ReceiptPlan, seed: int) -> Fate:
             read = Event("status", later(delivered.at_ms), "Read")
             events.append(read)
             if rng.random() < plan.reply_rate:
-                events.append(_reply(rng, record, later(read.at_ms), plan.stop_share))
+                reply = _reply(rng, record, later(read.at_ms), plan.stop_share)
+                events.append(reply)
+                if reply.status == "unsubscribe" and rng.random() < RESUBSCRIBE_SHARE:
+                    events.append(Event("status", later(reply.at_ms), "subscribe"))
     posts = [Post(e.at_ms, e) for e in events]
     if len(events) >= 3 and events[2].status == "Read" and rng.random() < plan.disorder_rate:
         # Delivered posted after Read (1 ms later at least): its Timestamp stays when it happened.
