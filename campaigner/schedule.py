@@ -22,6 +22,7 @@ from campaigner.runstate import (
 
 __all__ = (
     "CANCELLED_BY_COMMAND",
+    "cancel_before_time",
     "cancel_values",
     "cancelled_error",
     "check_at",
@@ -121,13 +122,18 @@ async def wait_for_start(
         tg.cancel_scope.cancel()
     if not by_signal:
         return outcome
-    name = by_signal[0]
+    return cancel_before_time(journal, by_signal[0])
+
+
+def cancel_before_time(journal: Journal, by: str) -> str:
+    """Record a scheduled run cancelled by ``by`` (a signal's name) before it sent anything;
+    returns who cancelled it (``campaigner cancel`` may have been first)."""
     held = journal.switch_meta(  # nothing is sent before this returns: sending may go too
         META_STATE,
         {RunState.SCHEDULED.value, RunState.SENDING.value},
-        cancel_values(f"not sent: the scheduled run was cancelled by {name} before its time"),
+        cancel_values(f"not sent: the scheduled run was cancelled by {by} before its time"),
     )
-    return CANCELLED_BY_COMMAND if held == RunState.CANCELLED else name
+    return CANCELLED_BY_COMMAND if held == RunState.CANCELLED else by
 
 
 def cancelled_error(by: str, report: Path) -> RunCancelled:

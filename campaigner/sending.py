@@ -65,7 +65,7 @@ from campaigner.runs import (
     resume_changes,
 )
 from campaigner.runstate import ending_meta, link_retry, resumed_retry, retry_meta, starting_meta
-from campaigner.schedule import cancelled_error, check_at, wait_for_start
+from campaigner.schedule import cancel_before_time, cancelled_error, check_at, wait_for_start
 from campaigner.screening import Screen, WorkspaceScreen, record_run
 from campaigner.send.client import DEFAULT_ENDPOINT, CamsClient, check_endpoint
 from campaigner.send.journaling import JournalWriter
@@ -282,6 +282,7 @@ async def run_send(
         control.attach_run(run_dir)
     stop = StopSignals(say)
     reporting = False  # the send is over; what remains is the report
+    waiting = at is not None  # a scheduled run before its time: a signal cancels it
     try:
         old = journal.meta()
         if old:
@@ -320,6 +321,7 @@ async def run_send(
                 asked=(lambda: control.reason) if control is not None else (lambda: None),
             )
             stop.restore()  # the wait's signal receiver left Python's defaults behind
+            waiting = False
             if cancelled_by is not None:
                 rebuild_report(run_dir, plan, table, journal)  # every row not_attempted
                 raise cancelled_error(cancelled_by, run_dir / "report.csv")
@@ -393,6 +395,12 @@ async def run_send(
         stop_reason = pool.stop_reason or limit.reason
         result = SendResult(run_dir, final, stats, seconds, stop_reason, summary)
     except BaseException as exc:
+        leaf = meaningful_leaf(exc)
+        if waiting and isinstance(leaf, KeyboardInterrupt):  # before the wait took signals
+            name = signal.Signals(getattr(leaf, "signum", signal.SIGINT)).name
+            cancel_before_time(journal, name)
+            rebuild_report(run_dir, plan, table, journal)  # every row not_attempted
+            raise cancelled_error(name, run_dir / "report.csv") from exc
         explained = _explain_failure(
             exc,
             journal,

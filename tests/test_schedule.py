@@ -5,6 +5,8 @@ nothing sent and a report of every row not_attempted."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -58,6 +60,24 @@ def _args(campaign: Path, out: Path, sandbox: Sandbox, at: datetime) -> list[str
         "--at",
         at.isoformat(),
     ]
+
+
+def _notice(proc: subprocess.Popen[bytes]) -> str:
+    """The scheduled process's stderr up to its "scheduled: ..." notice."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            lines.append(raw.decode())
+            if lines[-1].startswith("scheduled: "):
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert lines and lines[-1].startswith("scheduled: "), lines
+    return "".join(lines)
 
 
 def _scheduled_run(out: Path) -> Path:
@@ -134,10 +154,11 @@ def test_a_signal_while_waiting_cancels_the_run(
     before = len(sandbox.accepted())
     proc = campaigner(*_args(campaign, out, sandbox, datetime.now(UTC) + timedelta(minutes=10)))
     run_dir = _scheduled_run(out)
+    said = _notice(proc)  # the process is waiting now (the run showed as scheduled before)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code
-    assert f"cancelled by {signum.name}: nothing was sent" in err.decode()
+    assert f"cancelled by {signum.name}: nothing was sent" in said + err.decode()
     assert sent_to(sandbox, before) == []
     [info] = api.list_runs(out)
     assert info.state is RunState.CANCELLED
