@@ -706,9 +706,11 @@ def status(run_dir: Path, endpoint: str, qps: int, rate_budget: str | None, as_j
     result = api.status(options, say=_say)
     code = EXIT_OK if result.complete else EXIT_INCOMPLETE
     if as_json:
-        fields = ("channel", "unsettled", "cannot_look_up", "requests", "found")
-        fields += ("not_listed", "failed_windows", "unreadable", "stored")
-        answer = {name: getattr(result, name) for name in fields}
+        answer = {
+            name: getattr(result, name)
+            for name in ("channel", "unsettled", "cannot_look_up", "requests", "found")
+            + ("not_listed", "failed_windows", "unreadable", "stored")
+        }
         delivery = result.tally.delivery.as_dict() if result.tally.delivery else None
         click.echo(json.dumps({"run_dir": str(run_dir), **answer, "delivery": delivery}))
         sys.exit(code)

@@ -30,7 +30,7 @@ import polars as pl
 
 from campaigner.cams import ACCOUNT_ERROR_CODES, LIST_ACTION
 from campaigner.columns import ROW
-from campaigner.errors import AccountError
+from campaigner.errors import AccountError, StorageError
 from campaigner.inputs import InputTable
 from campaigner.journal import JOURNAL_NAME
 from campaigner.receipts.parse import Receipt, phone_key
@@ -113,14 +113,19 @@ class LookupCounts:
 def unsettled_rows(run_dir: Path) -> list[Unsettled]:
     """The run's sent rows with no Read or Failed receipt in its workspace's store."""
     db = sqlite3.connect(_read_only(run_dir / JOURNAL_NAME), uri=True)
+    store = run_dir.parent / RECEIPTS_NAME
     try:
-        store = run_dir.parent / RECEIPTS_NAME
         if store.exists():
             db.execute("ATTACH DATABASE ? AS rc", (_read_only(store),))
         else:
             db.execute("ATTACH DATABASE ':memory:' AS rc")
             db.execute("CREATE TABLE rc.receipts(message_id TEXT, status TEXT)")
         return [Unsettled(r, m, float(t)) for r, m, t in db.execute(_UNSETTLED_SQL)]
+    except sqlite3.DatabaseError as exc:  # the journal was checked when the run was opened
+        raise StorageError(
+            f"{store} cannot be read ({exc}): nothing was looked up; move it aside (a new one "
+            "starts empty) or restore it from a backup, then run `campaigner status` again"
+        ) from None
     finally:
         db.close()
 

@@ -204,6 +204,15 @@ def test_a_refused_account_is_one_line_and_stores_nothing(tmp_path: Path) -> Non
         assert "CAMS refused the lookup" in line and "Traceback" not in err
         assert stored(run_dir.parent) == []
 
+        store = run_dir.parent / "receipts.sqlite"
+        for leftover in store.parent.glob("receipts.sqlite-*"):
+            leftover.unlink()
+        store.write_bytes(b"not a database" * 1000)
+        code, out, err = run("status", str(run_dir), "--endpoint", sim.url)
+        assert code == 1, (out, err)
+        [line] = [x for x in err.splitlines() if x.startswith("error: ")]
+        assert "receipts.sqlite cannot be read" in line and "Traceback" not in err
+
 
 @pytest.mark.parametrize(
     ("status", "reason", "want"),
