@@ -64,7 +64,8 @@ CREATE TABLE rc.inbound(message_id TEXT PRIMARY KEY, sender TEXT, recipient TEXT
 # One row per sent row of the range: its send time (ms: the last intent) and its receipts
 # folded: the highest statuses.DELIVERY_RANK among them (Sent 1 < Delivered 2 < Read 3 <
 # Failed 4), the Delivered and Read Timestamps. The LEFT JOIN keeps sent rows without
-# receipts: they may still have a reply. Integers only: fetching them is a third of the cost.
+# receipts: they may still have a reply. Integers only: every value fetched costs, so the
+# few Failed rows' error texts are read apart (_ERRORS_SQL).
 _BATCH_SQL: Final = """
 SELECT j.row, CAST(coalesce(j.intent_at, j.updated_at) * 1000 AS INTEGER),
     max(CASE r.status WHEN 'Sent' THEN 1 WHEN 'Delivered' THEN 2 WHEN 'Read' THEN 3
