@@ -143,6 +143,7 @@ def test_nothing_is_deleted_that_was_not_stored(
     assert count(tmp_path, "receipts") == 5
 
 
+@pytest.mark.slow
 def test_the_command_consumes_until_sigterm(tmp_path: Path, fake: FakeQueues) -> None:
     for n in range(3):
         fake.put(STATUS_Q, status_body(n), base64_body=True)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from campaigner.receipts.harness import ReceiverProcess
 from campaigner.receipts.store import ReceiptStore
@@ -31,6 +32,7 @@ def campaigner(
     )
 
 
+@pytest.mark.slow
 def test_add_list_remove_export_import(tmp_path: Path) -> None:
     ran = campaigner("suppress", "add", "+86 138-0000-0001", "8613800000002", "--sender",
                      f"+{BUSINESS}", "--reason", "asked by phone", cwd=tmp_path)  # fmt: skip
@@ -94,6 +96,7 @@ def test_reasons_are_formula_defused_on_export(tmp_path: Path) -> None:
     assert "'=cmd" in exported
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     for args, words in (
         (("suppress", "add", "12"), "not a phone number"),
@@ -112,6 +115,7 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     assert "not" in one_line_error(ran)
 
 
+@pytest.mark.slow
 def test_receive_needs_a_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CAMPAIGNER_CALLBACK_TOKEN"}
     for token in (None, "short"):
@@ -125,6 +129,7 @@ def test_receive_needs_a_token(tmp_path: Path) -> None:
         assert not (tmp_path / "reports").exists() or token is not None
 
 
+@pytest.mark.slow
 def test_receive_announces_itself_and_stops_on_sigterm(tmp_path: Path) -> None:
     token = "cli-test-token-0123456789"
     receiver = ReceiverProcess(tmp_path / "ws", token).start()
@@ -147,6 +152,7 @@ def test_receive_announces_itself_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert "cannot listen on 127.0.0.1" in one_line_error(ran)
 
 
+@pytest.mark.slow
 def test_receive_warns_off_loopback(tmp_path: Path) -> None:
     token = "cli-test-token-0123456789"
     with ReceiverProcess(tmp_path, token, extra_args=["--host", "0.0.0.0"]) as receiver:
