@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import campaigner
+from campaigner.receipts.stopwords import normalize_stop_word, stop_word_set
 from campaigner.send.client import CamsClient
 from campaigner.signing import Credentials
 from campaigner.sim.fate import ReceiptPlan
@@ -117,3 +118,24 @@ async def test_without_a_workspace_nothing_is_pushed(tmp_path: Path) -> None:
         async with httpx.AsyncClient() as client:
             stats = (await client.get(url + "/_sim/stats")).json()
     assert "push" not in stats
+
+
+@pytest.mark.slow
+def test_sandbox_opt_outs_suppress_those_numbers_in_the_next_send(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    campaign = sample_campaign(tmp_path)
+    campaigner.send(campaigner.SendOptions(campaign, out=out, sandbox=True, yes=True))
+    words = stop_word_set()
+    with sqlite3.connect(out / "receipts.sqlite") as db:
+        said = db.execute("SELECT sender, text, payload FROM inbound").fetchall()
+    stopped = {
+        sender
+        for sender, text, payload in said
+        if {normalize_stop_word(text or ""), normalize_stop_word(payload or "")} & words
+    }
+    assert stopped  # about 1.7 % of 924 replies opt out: some 16 numbers
+    options = campaigner.SendOptions(campaign, out=out, sandbox=True, yes=True, again=True)
+    result = campaigner.send(options)
+    with (result.run_dir / "report.csv").open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["To"] for r in rows if r["status"] == "suppressed"} == stopped
