@@ -359,3 +359,18 @@ async def test_the_local_budget_spaces_grants() -> None:
         for _ in range(30):
             await take_grant(budget)
     assert time.monotonic() - started >= 29 / (50 * 0.996) - 3 / 50 - 0.01
+
+
+def test_the_progress_line_says_when_the_budget_holds_the_sending() -> None:
+    from campaigner.options import SendProgress
+    from campaigner.send.stats import PoolStats
+
+    held = PoolStats(
+        budget_unavailable_since=time.monotonic() - 12,
+        budget_error="rate budget redis://10.0.0.5:6379/0 unreachable (ConnectionError: ...)",
+    )
+    line = SendProgress.of(held, 100).outage
+    assert line is not None
+    assert line.startswith("rate budget redis://10.0.0.5:6379/0 unreachable")
+    assert "sending paused for 12 s until it answers" in line
+    assert SendProgress.of(PoolStats(), 100).outage is None

@@ -91,9 +91,9 @@ def open_budget(
         try:
             return HostBudget(folder / "budgets" / f"{key}.budget", rule)
         except RateBudgetError as exc:
-            say(f"warning: {exc}; this process goes alone")
+            say(f"warning: {exc}; the rate budget is this process's alone")
     else:
-        say("warning: no home folder for the host-wide rate budget; this process goes alone")
+        say("warning: no home folder for the host-wide rate budget; it is this process's alone")
     return LocalBudget(rule)
 
 
