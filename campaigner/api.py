@@ -167,7 +167,7 @@ def reconcile(options: ReconcileOptions, *, say: Say = _quiet) -> ReconcileResul
     from campaigner.journal import RunLock
     from campaigner.limits import LIST_QPS
     from campaigner.reconcile import ReconcileCounts, reconcile_rows
-    from campaigner.report import rebuild_report
+    from campaigner.report import rebuild_report, record_delivery
     from campaigner.runs import open_run
     from campaigner.send.client import CamsClient
     from campaigner.sending import tidy_run_folder
@@ -206,6 +206,8 @@ def reconcile(options: ReconcileOptions, *, say: Say = _quiet) -> ReconcileResul
             tally = rebuild_report(run_dir, plan, table, journal)  # in the run's formats
         finally:
             journal.close()
+    if tally.delivery is not None:  # rows found sent may have receipts waiting already
+        record_delivery(run_dir, tally.delivery)
     return ReconcileResult(
         run_dir,
         interrupted=counts.interrupted,

@@ -74,6 +74,9 @@ def test_reconcile_of_a_run_without_unknown_rows_looks_nothing_up(tmp_path: Path
     result = api.reconcile(api.ReconcileOptions(run.run_dir, credentials=credentials))
     assert result.settled and result.found_sent == result.not_sent == 0
     assert result.tally.count(Status.SENT) == run.tally.count(Status.SENT)
+    assert result.tally.delivery is not None  # summary.json's funnel follows the rebuild
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["delivery"] == result.tally.delivery.as_dict()
 
 
 def test_a_declined_question_is_its_own_error(tmp_path: Path) -> None:
