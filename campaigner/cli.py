@@ -444,6 +444,20 @@ def send(
     metavar="S,S,...",
     help="Retry a failed push after these many seconds, then give up (CAMS: 60,300,600).",
 )
+@click.option(
+    "--duplicate-rate",
+    type=click.FloatRange(0, 1),
+    default=0.02,
+    show_default=True,
+    help="Share of the receipts pushed twice.",
+)
+@click.option(
+    "--disorder-rate",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Share of the read messages whose Read is pushed before their Delivered.",
+)
 @handle_errors
 def sandbox(
     port: int,
@@ -465,6 +479,8 @@ def sandbox(
     reply_rate: float,
     receipt_delay_ms: str,
     push_retry_s: str,
+    duplicate_rate: float,
+    disorder_rate: float,
 ) -> None:
     """Run the CAMS simulator on 127.0.0.1 until Ctrl-C."""
     from campaigner.sim.fate import ReceiptPlan
@@ -532,6 +548,8 @@ def sandbox(
         fail_rate=fail_rate,
         reply_rate=reply_rate,
         delay_ms=(low, high),
+        duplicate_rate=duplicate_rate,
+        disorder_rate=disorder_rate,
     )
     push = None
     if callback_base is not None:

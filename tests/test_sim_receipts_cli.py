@@ -126,6 +126,8 @@ def test_the_sandbox_pushes_every_message_s_receipts_to_campaigner_receive(
         "0.2,0.5,1,2,4,8,16",
         "--seed",
         "17",
+        "--duplicate-rate",
+        "0.1",
     ]
     with (
         receiver(workspace, token, port),
@@ -148,6 +150,8 @@ def test_the_sandbox_pushes_every_message_s_receipts_to_campaigner_receive(
         assert isinstance(push, dict)
         assert push["acknowledged"] == push["scheduled"] and push.get("given_up", 0) == 0
         assert 1 < push["max_batch"] <= 100
+        distinct = push["scheduled"] - push["duplicates"]
+        assert 0.05 * distinct < push["duplicates"] < 0.15 * distinct  # --duplicate-rate 0.1
         furthest = stored(workspace)
         assert set(furthest) == ids
         counts = {s: list(furthest.values()).count(s) for s in ORDER}
@@ -188,6 +192,7 @@ def test_the_receipt_options_are_described() -> None:
     text = " ".join(result.output.split())
     assert "%%" not in text  # click prints help as written: no printf escapes
     options = "callback-base callback-token deliver-rate read-rate fail-rate reply-rate"
-    for option in (*options.split(), "receipt-delay-ms", "push-retry-s"):
+    more = ("receipt-delay-ms", "push-retry-s", "duplicate-rate", "disorder-rate")
+    for option in (*options.split(), *more):
         assert f"--{option}" in text
     assert "CAMPAIGNER_CALLBACK_TOKEN" in text
