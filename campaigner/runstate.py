@@ -92,6 +92,7 @@ class RunInfo:
 def starting_meta(at: datetime | None) -> dict[str, str]:
     """The journal meta of a run as a send starts it: scheduled (until ``at``) or sending."""
     values = {META_STATE: RunState.SENDING.value, META_NOT_ATTEMPTED_REASON: ""}
+    values["finished"] = "no"
     if at is not None:
         values |= {META_STATE: RunState.SCHEDULED.value, META_SCHEDULED_FOR: at.isoformat()}
     return values

@@ -304,11 +304,12 @@ async def run_send(
                     )
             if options.xlsx is not None:  # --format given: the run's formats from now on
                 journal.set_meta({"report_xlsx": meta["report_xlsx"]})
-            journal.set_meta(starting_meta(at))
+            # A new run has its state from create_run: a cancel may have come since.
+            if options.resume is not None:
+                journal.set_meta(starting_meta(at))
             retry = retry or resumed_retry(old)  # a retry run resumed sends its rows only
         else:
             journal.set_meta(meta)
-        journal.set_meta({"finished": "no"})
         if at is not None:
             say(
                 f"scheduled: {run_dir} sends at {at.isoformat(timespec='seconds')}; "
