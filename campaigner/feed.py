@@ -53,8 +53,9 @@ async def feed(
 
     ``timing`` (a send window): a row whose window is closed stays ``pending`` while the
     others go; once the list is read, the feed sleeps until the next window opens and reads
-    the list again (the journal, not memory, holds who still waits), until no row waits. A
-    row whose window does not open before the deadline keeps the reason in its error."""
+    the list again (the journal holds who still waits; memory only the numbers of the rows
+    handed over), until no row waits. A row whose window does not open before the deadline
+    keeps the reason in its error."""
     screen = screen or Screen(plan, fingerprints=True)
     # Rows already handed to the pool: a later read must not hand them again, though the
     # pool may not have committed their intents yet (it runs a batch or more behind).
