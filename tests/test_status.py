@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from campaigner.lookup import Unsettled, listed_receipt, windows
+from campaigner.config import parse_campaign
+from campaigner.inputs import open_input
+from campaigner.lookup import Unsettled, listed_receipt, windows, with_business
 from campaigner.receipts.parse import Inbound, Receipt, phone_key
 from campaigner.receipts.store import ReceiptStore
+from campaigner.rows import Plan
 from campaigner.sim.harness import Sandbox, run, send_args
 
 FINAL = {"Read", "Failed"}
@@ -253,3 +256,20 @@ def test_windows_are_cut_per_sender_and_span() -> None:
         ("B1", 1_580_000, 1_750_000, ["c"]),  # never past now
         ("B2", 980_000, 1_220_000, ["d"]),
     ]
+
+
+def test_a_per_row_sender_number_is_rendered_again_from_the_input(tmp_path: Path) -> None:
+    source = tmp_path / "list.csv"
+    source.write_text("phone,sender\n8613900000002,8613800000001\n8613900000003, 8613800000009\n")
+    data = {
+        "name": "per-row-from",
+        "message": {"ChannelType": "whatsapp", "Type": "template", "From": "{{ sender }}",
+                    "To": "{{ phone }}", "TemplateCode": "tpl", "Language": "en"},
+    }  # fmt: skip
+    plan = Plan(parse_campaign(data, base_dir=tmp_path))
+    rows = [Unsettled(2, "m2", 1.0), Unsettled(3, "m3", 2.0)]
+    got = with_business(rows, plan, open_input(source))
+    assert [(r.row, r.business) for r in got] == [(2, "8613800000001"), (3, "8613800000009")]
+    fixed = Plan(parse_campaign({**data, "message": {**data["message"], "From": "8613800000005"}},
+                                base_dir=tmp_path))  # fmt: skip
+    assert {r.business for r in with_business(rows, fixed, open_input(source))} == {"8613800000005"}
