@@ -27,6 +27,7 @@ from selenium.common.exceptions import (
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -45,6 +46,7 @@ __all__ = (
     "click_button",
     "click_send",
     "counts",
+    "describe",
     "download",
     "read_csv",
     "require_browser",
@@ -214,9 +216,32 @@ def wait_for(
         poll_frequency=0.1,
         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
     )
-    result = waiting.until(condition)
+    try:
+        result = waiting.until(condition)
+    except TimeoutException:
+        name = getattr(condition, "__name__", "a condition")
+        raise AssertionError(f"waited {timeout:.0f} s for {name}: {describe(driver)}") from None
     assert result is not None
     return result
+
+
+# What a timed-out wait reports: where the browser is and what the page says.
+_DESCRIBE = """
+const run = document.getElementById('run');
+const counts = {};
+for (const e of document.querySelectorAll('[data-count]')) counts[e.dataset.count] = e.innerText;
+const errors = Array.from(document.querySelectorAll('.error, [role=alert], .notices li'))
+  .map(e => e.innerText.trim()).filter(t => t);
+return {state: run ? run.dataset.state : null, counts: counts, messages: errors};
+"""
+
+
+def describe(driver: WebDriver) -> str:
+    """The page's URL, run state, figures and messages (for failure messages)."""
+    try:
+        return f"{driver.current_url} {driver.execute_script(_DESCRIBE)}"
+    except WebDriverException as exc:
+        return f"(page unreadable: {exc.msg})"
 
 
 def _button_xpath(text: str) -> str:
@@ -322,6 +347,7 @@ def wait_state(driver: WebDriver, states: set[str], timeout: float = WAIT_S) -> 
         value = d.execute_script("return document.getElementById('run')?.dataset.state;")
         return value if value in states else None
 
+    state.__name__ = f"data-state in {sorted(states)}"
     return wait_for(driver, state, timeout)
 
 

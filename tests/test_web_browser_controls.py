@@ -62,6 +62,7 @@ def sent_at_least(n: int) -> Callable[[WebDriver], int | None]:
         sent = counts(driver, ("sent",))["sent"]
         return sent if sent >= n else None
 
+    check.__name__ = f"sent >= {n}"
     return check
 
 
