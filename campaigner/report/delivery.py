@@ -104,18 +104,20 @@ def delivery_columns(receipts: pl.DataFrame) -> pl.DataFrame:
     without one (a lookup, a receipt without Timestamp) leaves its time empty.
     """
     state = pl.col("state").replace_strict(_BY_RANK, default=None, return_dtype=pl.String)
-    failed = state == Delivery.FAILED.value
-    return receipts.select(
+    folded = receipts.select(
         ROW,
         state.alias("delivery"),
-        pl.when(failed)
-        .then(_error_text(pl.col("error_code"), pl.col("error_description")))
-        .alias("delivery_error"),
         _iso_utc(pl.col("delivered_ms")).alias("delivered_at"),
         _iso_utc(pl.col("read_ms")).alias("read_at"),
-        pl.when(failed)
-        .then(pl.coalesce(pl.col("error_code").str.strip_chars(), pl.lit("")))
-        .alias(ERROR_CODE),
+    )
+    # The error texts of the (few) Failed rows only: string work on every row costs.
+    errors = receipts.filter(pl.col("state") == DELIVERY_RANK[Delivery.FAILED]).select(
+        ROW,
+        _error_text(pl.col("error_code"), pl.col("error_description")).alias("delivery_error"),
+        pl.coalesce(pl.col("error_code").str.strip_chars(), pl.lit("")).alias(ERROR_CODE),
+    )
+    return folded.join(errors, on=ROW, how="left", maintain_order="left").select(
+        ROW, "delivery", "delivery_error", "delivered_at", "read_at", ERROR_CODE
     )
 
 
