@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,6 +16,7 @@ from campaigner.journal import RunLock
 from campaigner.runstate import RunState, lock_held, shown_state
 from campaigner.sim.harness import Sandbox, campaigner, run
 from tests.operator_kit import PHONES, send_options, wait_for, write_campaign
+from tests.samples import one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +116,11 @@ def test_a_run_being_sent_shows_as_sending(tmp_path: Path) -> None:
                 )
 
             wait_for(sending, what="the run to show as sending")
+            # A run that is sending cannot be cancelled with `campaigner cancel`.
+            [info] = api.list_runs(out)
+            code, _, err = run("cancel", str(info.run_dir), timeout=60)
+            assert code == 1
+            assert "is sending, not scheduled" in one_line_error(SimpleNamespace(stderr=err))
         finally:
             proc.terminate()  # a graceful stop: the run ends stopped
             proc.communicate(timeout=120)

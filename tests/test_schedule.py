@@ -185,3 +185,23 @@ def test_a_time_in_the_past_is_a_usage_error(tmp_path: Path, sandbox: Sandbox) -
     assert code == 2
     assert "is in the past" in err
     assert not (tmp_path / "out").exists()  # nothing was created
+
+
+@pytest.mark.slow
+@pytest.mark.stress
+def test_cancel_writes_the_report_itself_when_no_process_waits(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    campaign = write_campaign(tmp_path)
+    out = tmp_path / "out"
+    proc = campaigner(*_args(campaign, out, sandbox, datetime.now(UTC) + timedelta(minutes=10)))
+    run_dir = _scheduled_run(out)
+    proc.kill()  # SIGKILL: the waiting process is gone
+    proc.communicate(timeout=60)
+    [info] = api.list_runs(out)
+    assert info.state is RunState.INTERRUPTED
+    assert not (run_dir / "report.csv").exists()
+
+    assert api.cancel_run(run_dir).state is RunState.CANCELLED
+    rows = report_rows(run_dir)
+    assert rows[2]["status"] == "not_attempted" and "cancelled" in rows[2]["error"]
