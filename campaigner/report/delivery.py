@@ -21,6 +21,7 @@ __all__ = (
     "delivery_columns",
     "first_replies",
     "phone_key",
+    "reply_candidates",
 )
 
 DELIVERY_COLUMNS: Final = ("delivery", "delivery_error", "delivered_at", "read_at", "reply")
@@ -138,29 +139,32 @@ def _reply_text() -> pl.Expr:
     )
 
 
-def first_replies(sent: pl.DataFrame, inbound: pl.DataFrame) -> pl.DataFrame:
-    """ROW and ``reply`` for ``sent`` rows (``SENT_SCHEMA``): the first inbound message
-    (``INBOUND_SCHEMA``, by its Timestamp) from that recipient to that sender number
-    strictly after the send, cut to ``REPLY_CHARS`` characters; null when there is none.
+def reply_candidates(inbound: pl.DataFrame) -> pl.DataFrame:
+    """Inbound messages (``INBOUND_SCHEMA``, sorted by ``ts_ms``) as ``first_replies`` takes
+    them: keyed by the user and our number, with what each said, cut to ``REPLY_CHARS``.
+    Made once per report; a message without a time cannot be placed and is left out."""
+    return inbound.filter(pl.col("ts_ms").is_not_null()).select(
+        pl.col("sender").alias("to_key"),
+        pl.col("recipient").alias("from_key"),
+        pl.col("ts_ms").alias("reply_ms"),
+        _reply_text().str.slice(0, REPLY_CHARS).alias("reply"),
+    )
 
-    ``inbound`` must be sorted by ``ts_ms`` (ties in a stable order: the first one wins).
-    """
+
+def first_replies(sent: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
+    """ROW and ``reply`` for ``sent`` rows (``SENT_SCHEMA``): the first of the
+    ``reply_candidates`` (by its Timestamp; ties: the first in their order) from that
+    recipient to that sender number strictly after the send; null when there is none."""
     empty = sent.select(ROW, pl.lit(None, pl.String).alias("reply"))
-    if sent.is_empty() or inbound.is_empty():
+    if sent.is_empty() or candidates.is_empty():
         return empty
     left = sent.filter(pl.col("sent_ms").is_not_null() & pl.col("to_key").is_not_null()).sort(
         "sent_ms"
     )
     if left.is_empty():
         return empty
-    right = inbound.filter(pl.col("ts_ms").is_not_null()).select(
-        pl.col("sender").alias("to_key"),
-        pl.col("recipient").alias("from_key"),
-        pl.col("ts_ms").alias("reply_ms"),
-        _reply_text().alias("reply"),
-    )
     matched = left.join_asof(
-        right,
+        candidates,
         left_on="sent_ms",
         right_on="reply_ms",
         by=["to_key", "from_key"],
@@ -168,5 +172,6 @@ def first_replies(sent: pl.DataFrame, inbound: pl.DataFrame) -> pl.DataFrame:
         allow_exact_matches=False,  # a message at the very ms of the send came before it
         check_sortedness=False,
     )
-    replies = matched.select(ROW, pl.col("reply").str.slice(0, REPLY_CHARS))
-    return empty.select(ROW).join(replies, on=ROW, how="left", maintain_order="left")
+    return empty.select(ROW).join(
+        matched.select(ROW, "reply"), on=ROW, how="left", maintain_order="left"
+    )

@@ -37,6 +37,7 @@ from campaigner.report.delivery import (
     delivery_columns,
     first_replies,
     phone_key,
+    reply_candidates,
 )
 from campaigner.report.funnel import Funnel
 from campaigner.rows import Plan
@@ -231,16 +232,16 @@ class DeliverySource:
         return fetched.select(list(SENT_SCHEMA)).cast(SENT_SCHEMA)  # type: ignore[arg-type]
 
     def _inbound_messages(self) -> pl.DataFrame:
-        """The inbound messages after the run's first send, read once per report (in the
-        worker thread, like every query)."""
+        """The inbound messages after the run's first send as ``reply_candidates``, read
+        once per report (in the worker thread, like every query)."""
         if self._inbound is None:
             first = self._db.execute(_FIRST_SEND_SQL).fetchone()[0]
-            if first is None:
-                self._inbound = pl.DataFrame(schema=INBOUND_SCHEMA)
-            else:
+            rows: list[tuple[object, ...]] = []
+            if first is not None:
                 business, params = "", [first]
                 if self._sender_key is not None:
                     business, params = "AND recipient = ?", [first, self._sender_key]
                 rows = self._db.execute(_INBOUND_SQL.format(business=business), params).fetchall()
-                self._inbound = pl.DataFrame(rows, schema=INBOUND_SCHEMA, orient="row")
+            inbound = pl.DataFrame(rows, schema=INBOUND_SCHEMA, orient="row")
+            self._inbound = reply_candidates(inbound)
         return self._inbound
