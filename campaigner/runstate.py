@@ -31,6 +31,7 @@ __all__ = (
     "META_RETRY_OF_CODES",
     "META_SCHEDULED_FOR",
     "META_STATE",
+    "PAUSE_REASON",
     "RunInfo",
     "RunState",
     "ending_meta",
@@ -50,7 +51,7 @@ class RunState(StrEnum):
 
     SCHEDULED = "scheduled"  # validated, waiting for its --at time
     SENDING = "sending"
-    PAUSED = "paused"  # alive but holding its sends (a closed send window, no rate budget)
+    PAUSED = "paused"  # paused (the web app's Pause), or alive but holding its sends
     DONE = "done"  # every row settled
     STOPPED = "stopped"  # ended with rows left to send (--limit, a signal, an outage): --resume
     INTERRUPTED = "interrupted"  # its process died mid-way: --resume (or reconcile) it
@@ -69,6 +70,8 @@ META_RETRY_OF_CODES = "retry_of_codes"  # ... and those this run, a retry, retri
 META_NOT_ATTEMPTED_REASON = "not_attempted_reason"
 META_NOT_IN_RUN_REASON = "not_in_run_reason"
 
+# The stop reason of a Pause (``RunControl.stop("paused")``): shown as paused.
+PAUSE_REASON = "paused"
 # Recorded states a process leaves behind on purpose: shown as they are.
 _ENDED = frozenset({RunState.DONE, RunState.STOPPED, RunState.CANCELLED})
 _ALIVE = frozenset({RunState.SCHEDULED, RunState.SENDING, RunState.PAUSED})
@@ -136,6 +139,8 @@ def shown_state(meta: dict[str, str], held: bool) -> RunState:
     recorded = meta.get(META_STATE)
     if recorded is None and meta.get("finished") == "yes":  # a run from before states
         recorded = RunState.DONE.value
+    if recorded == RunState.STOPPED and meta.get("stop_reason") == PAUSE_REASON:
+        return RunState.PAUSED  # stopped by a Pause (the web app's): resumable like stopped
     if recorded in _ENDED:
         return RunState(recorded)
     if held:

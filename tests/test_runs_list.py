@@ -42,6 +42,7 @@ def sandbox() -> Iterator[Sandbox]:
         ({"state": "paused"}, False, RunState.INTERRUPTED),
         ({}, False, RunState.INTERRUPTED),
         ({"finished": "yes"}, False, RunState.DONE),  # a run from before states
+        ({"state": "stopped", "stop_reason": "paused"}, False, RunState.PAUSED),  # web Pause
     ],
 )
 def test_shown_state(recorded: dict[str, str], held: bool, shown: RunState) -> None:
