@@ -140,7 +140,7 @@ def test_the_option_wins_over_the_environment_which_wins_over_host() -> None:
     assert chosen_budget("local", env) == "local"
     assert chosen_budget(None, env) == "redis://127.0.0.1:6379/1"
     assert chosen_budget(None, {}) == "host"
-    with pytest.raises(RateBudgetError):
+    with pytest.raises(RateBudgetError, match="^CAMPAIGNER_RATE_BUDGET must be host, local"):
         chosen_budget(None, {"CAMPAIGNER_RATE_BUDGET": "nonsense"})
 
 

@@ -32,8 +32,8 @@ DEFAULT_BUDGET = HOST
 _REDIS_SCHEMES = ("redis", "rediss")
 
 
-def check_budget(spec: str) -> str:
-    """``spec`` tidied, or ``RateBudgetError`` saying what is allowed."""
+def check_budget(spec: str, *, source: str = "--rate-budget") -> str:
+    """``spec`` tidied, or ``RateBudgetError`` saying what ``source`` allows."""
     spec = spec.strip()
     if spec in (HOST, LOCAL):
         return spec
@@ -53,14 +53,16 @@ def check_budget(spec: str) -> str:
     ):
         return spec
     shown = spec.split("@")[-1]  # never echo a password
-    raise RateBudgetError(
-        f"--rate-budget must be host, local or redis://HOST:PORT/DB (got {shown!r})"
-    )
+    raise RateBudgetError(f"{source} must be host, local or redis://HOST:PORT/DB (got {shown!r})")
 
 
 def chosen_budget(value: str | None, environ: Mapping[str, str]) -> str:
     """The budget a command uses: its option, else ``CAMPAIGNER_RATE_BUDGET``, else host-wide."""
-    return check_budget(value or environ.get(ENV_RATE_BUDGET, "").strip() or DEFAULT_BUDGET)
+    if value:
+        return check_budget(value)
+    return check_budget(
+        environ.get(ENV_RATE_BUDGET, "").strip() or DEFAULT_BUDGET, source=ENV_RATE_BUDGET
+    )
 
 
 def is_redis(spec: str) -> bool:
