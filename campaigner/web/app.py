@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaigner.receipts.receiver import receiver_routes
-from campaigner.web import drafts, run_pages, signin
+from campaigner.web import new_pages, preview_pages, run_pages, signin
 from campaigner.web.context import Web
 
 __all__ = ("CALLBACK_TOKEN_ENV", "CSP", "create_app")
@@ -86,7 +86,8 @@ def create_app(web: Web, *, environ: dict[str, str] | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         *signin.routes,
         *run_pages.routes,
-        *drafts.routes,
+        *new_pages.routes,
+        *preview_pages.routes,
         *_receipt_routes(web.workspace.out, env),
         Mount("/static", StaticFiles(directory=_STATIC), name="static"),
     ]
