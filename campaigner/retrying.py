@@ -21,7 +21,6 @@ from campaigner.errors import (
     ConfirmationDeclined,
     JournalError,
     RunStateError,
-    StorageError,
 )
 from campaigner.journal import RunLock, file_fingerprint
 from campaigner.retriable import RetryPlan, code_matches, failed_codes, matching_rows
@@ -109,8 +108,7 @@ def mark_old_report(run_dir: Path, say: Callable[[str], None]) -> None:
     try:
         rebuild_run_report(run_dir)
     except (CampaignerError, OSError) as exc:
-        problem = exc if isinstance(exc, CampaignerError) else StorageError(str(exc))
         say(
-            f"warning: the report of {run_dir} was not rebuilt ({problem}); "
+            f"warning: the report of {run_dir} was not rebuilt ({exc}); "
             f"`campaigner report {run_dir}` rebuilds it"
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from campaigner.cams import ReplyKind
 from campaigner.channels import check_recipient, takes_phone_number
 from campaigner.columns import ROW, STATUS
 from campaigner.config import Campaign
@@ -91,7 +92,7 @@ async def run_test_send(
                 TestSendAnswer(
                     to=mask_recipient(to),
                     row=int(row[ROW]),
-                    sent=reply.kind == Status.SENT.value,
+                    sent=reply.kind is ReplyKind.SENT,
                     code=reply.code,
                     message=reply.message,
                     message_id=reply.message_id,
