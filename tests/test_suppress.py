@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from campaigner.receipts.parse import parse_inbound_body, parse_status_body
@@ -177,3 +178,64 @@ def test_resolve_keeps_the_latest_event_per_recipient(
             assert found[recipient].since_ms == latest.at_ms
         else:
             assert recipient not in found
+
+
+@settings(max_examples=100, deadline=None)
+@example(
+    [
+        ("receipt", "8613800000001", "unsubscribe", 1),
+        ("receipt", "8613800000001", "subscribe", 2),
+        ("inbound", "8613800000002", "STOP", 5),
+        ("receipt", "8613800000002", "subscribe", 3),
+    ]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["inbound", "receipt"]),
+            st.sampled_from(["8613800000001", "8613800000002", "8613800000003"]),
+            st.sampled_from(["STOP", "stop!", "hello", "unsubscribe", "subscribe", "Baja"]),
+            st.integers(min_value=0, max_value=50),
+        ),
+        max_size=25,
+    )
+)
+def test_the_store_agrees_with_the_event_model(
+    history: list[tuple[str, str, str, int]],
+) -> None:
+    # The model: every event, the latest per recipient decides (ties: any of them).
+    latest: dict[str, tuple[int, bool]] = {}
+    ties: dict[str, set[bool]] = {}
+    inbound_items, receipt_items = [], []
+    for i, (kind, user, said, offset) in enumerate(history):
+        at = T0 + offset
+        if kind == "inbound":
+            inbound_items.append({"MessageId": f"i{i}", "From": user, "To": BUSINESS,
+                                  "Type": "TEXT", "Message": said, "Timestamp": at})  # fmt: skip
+            event = normalize_stop_word(said) in {"stop", "unsubscribe", "baja"}
+            if not event:
+                continue
+            adds = True
+        else:
+            if said not in ("unsubscribe", "subscribe"):
+                continue
+            receipt_items.append({"MessageId": f"r{i}", "Status": said, "From": BUSINESS,
+                                  "To": user, "Timestamp": at})  # fmt: skip
+            adds = said == "unsubscribe"
+        known = latest.get(user)
+        if known is None or at > known[0]:
+            latest[user] = (at, adds)
+            ties[user] = {adds}
+        elif at == known[0]:
+            ties[user].add(adds)
+    with tempfile.TemporaryDirectory() as folder, ReceiptStore.open(Path(folder)) as store:
+        store.add_inbound(parse_inbound_body(json.dumps(inbound_items).encode()))
+        store.add_receipts(parse_status_body(json.dumps(receipt_items).encode()))
+        found = store.suppressed(BUSINESS)
+    for user in ("8613800000001", "8613800000002", "8613800000003"):
+        if user not in latest:
+            assert user not in found
+        elif len(ties[user]) == 1:
+            assert (user in found) == latest[user][1]
+            if user in found:
+                assert found[user].since_ms == latest[user][0]

@@ -8,6 +8,7 @@ idempotent on (message_id, status), inbound messages on message_id: CAMS retries
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -274,26 +275,41 @@ class ReceiptStore:
         yield from self._manual_events(business)
         if business == ANY_BUSINESS:
             return
+        # Only the latest opt-out or opt-in of each recipient can decide, so SQLite picks it
+        # (a bare column beside max() comes from the row holding the max).
         for recipient, status, at_ms in self._db.execute(
-            "SELECT recipient, status, coalesce(ts_ms, received_ms) FROM receipts "
+            "SELECT recipient, status, max(coalesce(ts_ms, received_ms)) FROM receipts "
             "WHERE status IN ('unsubscribe', 'subscribe') AND sender = ? "
-            "AND recipient IS NOT NULL",
+            "AND recipient IS NOT NULL GROUP BY recipient",
             (business,),
         ):
             action = Action.ADD if status == "unsubscribe" else Action.REMOVE
             yield Event(business, recipient, at_ms, action, f"Viber {status}", "receipt")
+        stop_texts = self._stop_texts(business, words)
+        if not stop_texts:
+            return
+        listed = json.dumps(sorted(stop_texts), ensure_ascii=False)
         for recipient, text, payload, at_ms in self._db.execute(
-            "SELECT sender, text, payload, coalesce(ts_ms, received_ms) FROM inbound "
+            "SELECT sender, text, payload, max(coalesce(ts_ms, received_ms)) FROM inbound "
             "WHERE type IN ('TEXT', 'REPLY') AND recipient = ? AND sender IS NOT NULL "
-            "AND (length(text) <= ? OR length(payload) <= ?)",
-            (business, MAX_STOP_WORD_LENGTH, MAX_STOP_WORD_LENGTH),
+            "AND (text IN (SELECT value FROM json_each(?)) "
+            "OR payload IN (SELECT value FROM json_each(?))) GROUP BY sender",
+            (business, listed, listed),
         ):
-            for said in (text, payload):
-                if said is not None and normalize_stop_word(said) in words:
-                    yield Event(
-                        business, recipient, at_ms, Action.ADD, f"replied {said!r}", "inbound"
-                    )
-                    break
+            said = text if text in stop_texts else payload
+            yield Event(business, recipient, at_ms, Action.ADD, f"replied {said!r}", "inbound")
+
+    def _stop_texts(self, business: str, words: frozenset[str]) -> set[str]:
+        """The texts and payloads sent to ``business`` that are stop words, as written: each
+        distinct one is normalized once (replies repeat: "ok", "yes", "STOP")."""
+        rows = self._db.execute(
+            "SELECT text FROM inbound WHERE type IN ('TEXT', 'REPLY') AND recipient = ? "
+            "AND length(text) <= ? UNION "
+            "SELECT payload FROM inbound WHERE type IN ('TEXT', 'REPLY') AND recipient = ? "
+            "AND length(payload) <= ?",
+            (business, MAX_STOP_WORD_LENGTH, business, MAX_STOP_WORD_LENGTH),
+        )
+        return {said for (said,) in rows if normalize_stop_word(said) in words}
 
     def _manual_events(self, business: str) -> Iterator[Event]:
         for order, recipient, action, at_ms, reason, source in self._db.execute(
