@@ -8,7 +8,8 @@ Prints three figures, each receipt durable (committed with synchronous=FULL) bef
 2. single-receipt POSTs/s over 64 connections;
 3. answer times (p50, p99, max) of single-receipt POSTs paced at 750/s, the rate of three
    receipts per message at the full send rate of 250 messages/s.
-Then checks the store holds every receipt once.
+Then checks the store holds every receipt once. First (unless --opt-out-replies 0), the
+opt-out lookup a send makes: ``ReceiptStore.suppressed`` over a million short replies.
 
 Goals (issue 9), on this 2-core machine with the pusher running alongside: >= 20,000
 receipts/s in arrays; >= 2,000 single POSTs/s; p99 <= 100 ms at 750/s.
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import secrets
 import sqlite3
 import statistics
@@ -30,7 +32,8 @@ from pathlib import Path
 import aiohttp
 
 from campaigner.receipts.harness import ReceiverProcess
-from campaigner.receipts.store import RECEIPTS_NAME
+from campaigner.receipts.parse import Inbound
+from campaigner.receipts.store import RECEIPTS_NAME, ReceiptStore
 
 
 def receipt(n: int, status: str = "Delivered") -> dict[str, object]:
@@ -107,12 +110,36 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def suppression_lookup(rows: int) -> None:
+    """``ReceiptStore.suppressed`` over ``rows`` short replies, 30 % of them stop words."""
+    rng = random.Random(9)
+    said = ["ok", "thanks", "STOP", "yes", "no", "hello there", "what is this?", "baja", "退订",
+            "please call me later"]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-optouts-") as tmp:
+        with ReceiptStore.open(Path(tmp)) as store:
+            for start in range(0, rows, 100_000):
+                store.add_inbound(
+                    Inbound(f"i{n}", f"86138{rng.randrange(10**8):08d}", "8613900000000",
+                            "TEXT", rng.choice(said), None, 1_700_000_000_000 + n, "{}")
+                    for n in range(start, min(rows, start + 100_000))
+                )  # fmt: skip
+            wall, cpu = time.perf_counter(), time.process_time()
+            found = store.suppressed("8613900000000")
+            print(
+                f"opt-outs from {rows:,} replies: {len(found):,} suppressed in "
+                f"{time.perf_counter() - wall:.2f} s ({time.process_time() - cpu:.2f} s CPU)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arrays", type=int, default=300, help="arrays of 100 to push")
     parser.add_argument("--singles", type=int, default=20_000, help="single-receipt POSTs")
     parser.add_argument("--paced-s", type=float, default=20.0, help="seconds at 750/s")
+    parser.add_argument("--opt-out-replies", type=int, default=1_000_000, help="0: skip")
     args = parser.parse_args()
+    if args.opt_out_replies:
+        suppression_lookup(args.opt_out_replies)
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="bench-receipts-") as tmp:
         workspace = Path(tmp)
