@@ -73,20 +73,22 @@ async def post_all(url: str, bodies: list[bytes], connections: int) -> tuple[flo
         return time.perf_counter() - started, latencies
 
 
-async def paced(url: str, bodies: list[bytes], rate: float) -> list[float]:
-    """Open loop: request i starts at i/rate seconds, whatever the answers do."""
+async def paced(url: str, bodies: list[bytes], rate: float, warm: int) -> list[float]:
+    """Open loop: request i starts at i/rate seconds, whatever the answers do. The first
+    ``warm`` requests open the connections and are not counted (steady state)."""
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=256)
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one(body: bytes) -> None:
+        async def one(body: bytes, counted: bool) -> None:
             started = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as answer:
                 await answer.read()
                 if answer.status != 200:
                     raise RuntimeError(f"answer {answer.status}")
-            latencies.append(time.perf_counter() - started)
+            if counted:
+                latencies.append(time.perf_counter() - started)
 
         tasks = []
         origin = time.perf_counter()
@@ -94,7 +96,7 @@ async def paced(url: str, bodies: list[bytes], rate: float) -> list[float]:
             delay = origin + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(body)))
+            tasks.append(asyncio.create_task(one(body, i >= warm)))
         await asyncio.gather(*tasks)
     return latencies
 
@@ -182,10 +184,10 @@ def main() -> None:
                 f"(= {args.singles / max(cpu, 1e-9):,.0f} POSTs per CPU second)"
             )
 
-            count = int(750 * args.paced_s)
+            count = int(750 * (args.paced_s + 2))  # the first 2 s warm up, uncounted
             bodies = [json.dumps([receipt(n + i, "Failed")]).encode() for i in range(count)]
             n += count
-            latencies = asyncio.run(paced(url, bodies, 750.0))
+            latencies = asyncio.run(paced(url, bodies, 750.0, warm=1500))
             print(
                 f"750 single-receipt POSTs/s for {args.paced_s:.0f} s: p50 "
                 f"{statistics.median(latencies) * 1000:.1f} ms, p99 "
