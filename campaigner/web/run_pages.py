@@ -130,8 +130,7 @@ async def run_page(request: Request) -> Response:
     status = await anyio.to_thread.run_sync(run_status, web(request), _run_id(request))
     if status is None:
         return PlainTextResponse("no such run", 404)
-    message = request.query_params.get("error")
-    return page(request, "run.html", run=status, message=message)
+    return page(request, "run.html", run=status, message=None)
 
 
 @signed_in
