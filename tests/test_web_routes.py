@@ -240,6 +240,10 @@ def test_every_page_has_a_csp_without_inline_script(client: TestClient) -> None:
         assert not re.search(r"\son[a-z]+=", answer.text)  # no inline handlers
     static = client.get("/static/htmx.min.js")
     assert static.status_code == 200 and "htmx" in static.text
+    assert client.get("/static/favicon.svg").status_code == 200
+    assert "strict-transport-security" not in pages[0].headers
+    behind_tls = client.get("/signin", headers={"X-Forwarded-Proto": "https"})
+    assert behind_tls.headers["strict-transport-security"].startswith("max-age=")
 
 
 def test_hostile_cells_column_and_file_names_are_shown_as_text(client: TestClient) -> None:

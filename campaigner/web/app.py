@@ -49,6 +49,10 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = str(scope.get("path", "")).startswith("/static/")
+        https = scope.get("scheme") == "https" or any(
+            name == b"x-forwarded-proto" and value.split(b",")[0].strip().lower() == b"https"
+            for name, value in scope.get("headers", [])
+        )
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,6 +60,8 @@ class SecurityHeaders:
                 headers += _HEADERS
                 if not static:
                     headers.append((b"cache-control", b"no-store"))
+                if https:  # browsers keep to https for this host from then on
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
                 message["headers"] = headers
             await send(message)
 
