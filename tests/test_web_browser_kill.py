@@ -1,13 +1,14 @@
-"""Kill -9 `campaigner serve` in the middle of a send and start it again on the same
-workspace: the run continues to done, every row is reported exactly once and nothing is sent
-twice (the in-process simulator dies with the server, so the report and journal are the
-witnesses)."""
+"""Kill -9 `campaigner serve` and start it again on the same workspace: a run killed in the
+middle of its send continues to done, every row reported exactly once and nothing sent twice
+(the in-process simulator dies with the server, so the report and journal are the
+witnesses); a scheduled run keeps its time."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,49 @@ def test_kill_9_mid_send_then_restart_finishes_the_run_once(
     assert [e[1] for e in entries] == [r[column["status"]] for r in rows]
     journal_ids = [e[2] for e in entries if e[1] == "sent"]
     assert sorted(journal_ids) == sorted(ids)
+
+
+SCHEDULE_S = 90  # far enough ahead to kill and restart the server before it comes
+
+
+def test_a_scheduled_run_keeps_its_time_across_kill_9(driver: WebDriver, tmp_path: Path) -> None:
+    require_browser()
+    rows = 50
+    listing, campaign = write_big_campaign(tmp_path / "inputs", rows, 250)
+    workspace = tmp_path / "workspace"
+    first = Serve(workspace).start()
+    try:
+        sign_in(driver, first.url)
+        upload_campaign(driver, first.url, listing, campaign)
+        # The server's local time, to the second (the field's step allows seconds).
+        at = (datetime.now() + timedelta(seconds=SCHEDULE_S)).replace(microsecond=0)
+        field = driver.find_element(By.NAME, "at")
+        driver.execute_script(
+            "arguments[0].step = 1; arguments[0].value = arguments[1];", field, at.isoformat()
+        )
+        click_send(driver, rows)
+        run_id = run_id_of(driver)
+        assert wait_state(driver, {"scheduled", "sending", "done"}) == "scheduled"
+        first.kill9()
+    finally:
+        first.stop()
+
+    with Serve(workspace) as second:
+        sign_in(driver, second.url, path=f"runs/{run_id}")
+        assert wait_state(driver, {"scheduled", "sending", "done", "stopped", "cancelled"}) in {
+            "scheduled",
+            "sending",  # only if the restart took until the scheduled time
+        }
+        assert wait_state(driver, {"done", "stopped", "cancelled"}, SCHEDULE_S + RUN_WAIT_S) == (
+            "done"
+        )
+        assert settled_counts(driver, {"sent": rows}) == {"sent": rows}
+
+    # Every row sent once, and none before its time (the journal's intent times).
+    journal = workspace / run_id / "journal.sqlite"
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        entries = db.execute("SELECT row, state, intent_at FROM rows ORDER BY row").fetchall()
+    db.close()
+    assert [e[0] for e in entries] == list(range(2, rows + 2))
+    assert {e[1] for e in entries} == {"sent"}
+    assert min(e[2] for e in entries) >= at.timestamp()
