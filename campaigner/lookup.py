@@ -56,6 +56,7 @@ WINDOW_S: Final = 600.0  # one window covers at most this much send time
 SKEW_S: Final = 120.0  # clock difference allowed between our send time and CAMS's
 _ATTEMPTS: Final = 4  # tries of one page before its window is given up
 _BACKOFF_S: Final = 1.0
+_PROGRESS_EVERY_S: Final = 30.0
 
 _STATES: Final = {
     "success": Delivery.SENT,
@@ -233,10 +234,15 @@ async def look_up(
     if channel.lower() not in LOOKUP_CHANNELS:
         counts.cannot_look_up = len(rows)
         return counts
-    for window in windows(rows, clock()):
+    spans = windows(rows, clock())
+    told = clock()
+    for done, window in enumerate(spans, 1):
         seen = await _page_window(channel, window, client, store, grant, extra or {}, counts, say)
         if seen is not None:
             counts.not_listed += len(window.message_ids - seen)
+        if clock() - told >= _PROGRESS_EVERY_S and done < len(spans):  # a long lookup says so
+            told = clock()
+            say(f"looked up {done:,} of {len(spans):,} time windows ({counts.requests:,} requests)")
     return counts
 
 

@@ -9,15 +9,21 @@ import json
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from campaigner.config import parse_campaign
 from campaigner.inputs import open_input
-from campaigner.lookup import Unsettled, listed_receipt, windows, with_business
+from campaigner.lookup import Unsettled, listed_receipt, look_up, windows, with_business
 from campaigner.receipts.parse import Inbound, Receipt, phone_key
 from campaigner.receipts.store import ReceiptStore
 from campaigner.rows import Plan
-from campaigner.sim.harness import Sandbox, run, send_args
+from campaigner.send.client import CamsClient
+from campaigner.signing import Credentials
+from campaigner.sim.faults import SimulatorConfig
+from campaigner.sim.gateway import Simulator
+from campaigner.sim.harness import KEY_ID, SECRET, Sandbox, run, send_args
+from campaigner.sim.server import serve
 
 FINAL = {"Read", "Failed"}
 PHONES = [f"86139{i:08d}" for i in range(40)]
@@ -273,3 +279,27 @@ def test_a_per_row_sender_number_is_rendered_again_from_the_input(tmp_path: Path
     fixed = Plan(parse_campaign({**data, "message": {**data["message"], "From": "8613800000005"}},
                                 base_dir=tmp_path))  # fmt: skip
     assert {r.business for r in with_business(rows, fixed, open_input(source))} == {"8613800000005"}
+
+
+@pytest.mark.anyio
+async def test_a_long_lookup_says_how_far_it_got_and_counts_what_was_not_listed(
+    tmp_path: Path,
+) -> None:
+    rows = [Unsettled(r, f"m{r}", 1_000_000.0 + 1000 * r, "8613800000000") for r in range(2, 6)]
+    ticks = iter(range(0, 10_000, 40))  # every look at the clock: 40 s later
+    said: list[str] = []
+    async with serve(Simulator(SimulatorConfig(latency_ms=1))) as url:
+        client = CamsClient(Credentials(KEY_ID, SECRET), endpoint=url)
+        with ReceiptStore.open(tmp_path) as store:
+            counts = await look_up(
+                rows,
+                "whatsapp",
+                client,
+                store,
+                grant=anyio.lowlevel.checkpoint,
+                clock=lambda: 2_000_000.0 + next(ticks),
+                say=said.append,
+            )
+        await client.aclose()
+    assert (counts.requests, counts.not_listed, counts.found, counts.stored) == (4, 4, {}, 0)
+    assert said == [f"looked up {n} of 4 time windows ({n} requests)" for n in (1, 2, 3)]
