@@ -293,7 +293,10 @@ class SendPool:
             wait = await self._budget_wait()
             if wait <= 0:
                 return None  # granted: the caller starts without yielding
-            with anyio.move_on_after(wait):
+            if wait < _BUDGET_RETRY_S:  # the next grant is due in a few ms
+                await anyio.sleep(wait)
+                continue
+            with anyio.move_on_after(wait):  # the budget cannot answer: a stop must not wait
                 await self._stopping.wait()
         return None
 
