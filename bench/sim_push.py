@@ -111,7 +111,7 @@ def main() -> None:
             env = {"CAMPAIGNER_CALLBACK_TOKEN": token}
             with Sandbox(latency_ms=args.latency_ms, extra=extra, env=env) as sandbox:
                 started = time.monotonic()
-                summary = send(sandbox, data, folder / "sent")  # the receipts: workspace
+                summary = send(sandbox, data, workspace)
                 sent_at = time.monotonic()
                 during = sandbox.stats()["push"]
                 assert isinstance(during, dict)
