@@ -242,6 +242,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.stress
 def test_a_process_killed_holding_the_lock_leaves_nothing_stuck(tmp_path: Path) -> None:
     path = tmp_path / "b.budget"

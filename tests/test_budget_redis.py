@@ -56,6 +56,7 @@ def test_two_clients_share_one_budget(redis_server: RedisServer) -> None:
     assert max_in_window(grants, 0.95) <= 20  # spaced 50 ms: a few ms of jitter cannot bunch
 
 
+@pytest.mark.stress
 def test_redis_gone_means_no_grant_until_it_returns(redis_server: RedisServer) -> None:
     async def main() -> None:
         budget = open_budget(
@@ -116,6 +117,7 @@ def test_the_run_lease_keeps_a_second_process_off_the_run(redis_server: RedisSer
     anyio.run(main)
 
 
+@pytest.mark.stress
 def test_a_lease_lost_to_another_process_is_reported(redis_server: RedisServer) -> None:
     async def main() -> None:
         lease = RunLease(connect(redis_server.url), redis_server.url, "r", lifetime_s=0.6)
