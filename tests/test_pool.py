@@ -122,7 +122,11 @@ async def test_stop_lets_in_flight_finish_and_sends_nothing_new(tmp_path: Path) 
         pool = SendPool(client, JournalWriter(journal), pacer_settings=PacerSettings(limit=100))
         async with anyio.create_task_group() as tg:
             tg.start_soon(pool.run, feed(200))
-            await anyio.sleep(0.2)
+            # Stop once a few requests are out (a fixed sleep saw none on a loaded machine):
+            # 200 rows at 100/s take 2 s, so most are still to come.
+            with anyio.fail_after(30):
+                while len(simulator.arrivals) < 5:
+                    await anyio.sleep(0.01)
             pool.stop("test")
         arrived = len(simulator.arrivals)
     states = journal.states()
