@@ -138,3 +138,15 @@ def test_an_unusable_store_is_a_clear_storage_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StorageError, match="receipts store"):
         ReceiptStore.open(blocker / "sub")
+
+
+def test_a_pushed_time_fills_in_a_looked_up_state_without_one(tmp_path: Path) -> None:
+    with ReceiptStore.open(tmp_path) as store:
+        assert store.add_receipts([receipt("m1", "Delivered", None)], source="lookup") == 1
+        assert store.add_receipts([receipt("m1", "Delivered", 1_700_000_000_500)]) == 1
+        # A repeat with another time changes nothing: the first time a state had stays.
+        assert store.add_receipts([receipt("m1", "Delivered", 1_700_000_009_999)]) == 0
+        assert store.add_receipts([receipt("m1", "Delivered", None)], source="lookup") == 0
+    db = sqlite3.connect(tmp_path / RECEIPTS_NAME)
+    rows = db.execute("SELECT status, ts_ms, source FROM receipts").fetchall()
+    assert rows == [("Delivered", 1_700_000_000_500, "push")]

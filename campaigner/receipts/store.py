@@ -70,8 +70,13 @@ CREATE INDEX IF NOT EXISTS suppression_events_by_business ON suppression_events(
 """
 
 _RECEIPT_INSERT = (
-    "INSERT OR IGNORE INTO receipts(message_id, status, ts_ms, error_code, error_description, "
-    "recipient, sender, source, received_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO receipts(message_id, status, ts_ms, error_code, error_description, "
+    "recipient, sender, source, received_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    # A lookup learns a state without its time: the pushed receipt that brings the time
+    # fills it in; any other repeat changes nothing.
+    "ON CONFLICT(message_id, status) DO UPDATE SET ts_ms = excluded.ts_ms, "
+    "source = excluded.source, raw = excluded.raw "
+    "WHERE receipts.ts_ms IS NULL AND excluded.ts_ms IS NOT NULL"
 )
 _INBOUND_INSERT = (
     "INSERT OR IGNORE INTO inbound(message_id, sender, recipient, type, text, payload, ts_ms, "
