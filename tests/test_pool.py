@@ -125,7 +125,9 @@ async def test_stop_lets_in_flight_finish_and_sends_nothing_new(tmp_path: Path) 
             # Stop once a few requests are out (a fixed sleep saw none on a loaded machine):
             # 200 rows at 100/s take 2 s, so most are still to come.
             with anyio.fail_after(30):
-                while len(simulator.arrivals) < 5:
+                while True:  # polled: the simulator has no event to wait on
+                    if len(simulator.arrivals) >= 5:
+                        break
                     await anyio.sleep(0.01)
             pool.stop("test")
         arrived = len(simulator.arrivals)
