@@ -26,6 +26,7 @@ __all__ = (
     "RECEIPT_HEADERS_TIMEOUT_S",
     "RECEIPT_KEEP_ALIVE_S",
     "RECONCILE_GRACE_S",
+    "WEB_HEADERS_TIMEOUT_S",
     "column_letter",
 )
 
@@ -49,6 +50,9 @@ RECEIPT_KEEP_ALIVE_S: Final = 5.0  # an idle keep-alive connection is closed aft
 RECEIPT_HEADERS_TIMEOUT_S: Final = 10.0  # a request's headers must arrive within this
 CALLBACK_TOKEN_MIN_CHARS: Final = 16  # the callback path's token: unguessable, or no start
 DEFAULT_RECEIVE_PORT: Final = 8787
+
+# -- the web app ---------------------------------------------------------------------------
+WEB_HEADERS_TIMEOUT_S: Final = 10.0  # a request's headers must arrive within this
 
 # -- the campaign file ---------------------------------------------------------------------
 MAX_CAMPAIGN_BYTES: Final = 1 << 20  # a campaign is a page of TOML; more is a wrong file

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from campaigner.limits import WEB_HEADERS_TIMEOUT_S
 
 PASSWORD = "live test password"
 ROWS = 400
@@ -329,3 +332,51 @@ def test_send_clicked_twice_at_once_starts_one_run(server: Server, out: Path) ->
     run_url = answers[0].headers["location"]
     client.post(run_url + "/pause", data={"csrf_token": token})
     wait_until(client, run_url, lambda e: e["state"] in ("paused", "done"))
+
+
+def read_answer(conn: socket.socket) -> bytes:
+    """One whole HTTP answer (headers and a Content-Length body) from a raw connection."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(4096)
+        assert chunk, answer
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length, head
+    while len(body) < int(length.group(1)):
+        chunk = conn.recv(4096)
+        assert chunk, answer
+        body += chunk
+    return head
+
+
+@pytest.mark.slow
+def test_slow_headers_are_cut_off_while_event_streams_and_requests_go_on(server: Server) -> None:
+    client, token = signed_in(server.url)
+    run_url = start_run(client, token)
+    address = httpx.URL(server.url)
+    assert address.host and address.port
+    # One connection that never finishes its headers, one that does so on its second request.
+    first = socket.create_connection((address.host, address.port), timeout=120)
+    first.sendall(b"GET /signin HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    second = socket.create_connection((address.host, address.port), timeout=120)
+    second.sendall(b"GET /signin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert read_answer(second).startswith(b"HTTP/1.1 200")
+    second.sendall(b"GET /signin HTTP/1.1\r\n")  # the next request, slowly
+    # Meanwhile the run page's event stream (one response that never completes) goes on past
+    # the deadline: the deadline is on headers only.
+    streamed = 0
+    started = time.monotonic()
+    with client.stream("GET", run_url + "/events") as stream:
+        for line in stream.iter_lines():
+            streamed += line.startswith("data: ")
+            if time.monotonic() - started > WEB_HEADERS_TIMEOUT_S + 5:
+                break
+    assert streamed >= 2
+    for conn in (first, second):
+        assert conn.recv(4096) == b""  # closed by the server, not by our timeout
+        conn.close()
+    assert time.monotonic() - started < 90
+    # And the others are served.
+    assert client.get(run_url).status_code == 200

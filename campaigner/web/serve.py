@@ -6,52 +6,22 @@ carry run names and, for receipts, the callback token."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from campaigner.errors import CampaignerError
+from campaigner.limits import WEB_HEADERS_TIMEOUT_S
+from campaigner.listening import bind_listener, headers_deadline_protocol, is_loopback
 from campaigner.web.app import create_app
 from campaigner.web.auth import PASSWORD_ENV, PASSWORD_FILE
 from campaigner.web.context import Web
 
-__all__ = ("is_loopback", "serve")
+__all__ = ("serve",)
 
 _BACKLOG = 1024
 _GRACEFUL_S = 5  # open event streams are closed after this at shutdown
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise CampaignerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(_BACKLOG)
-    except OSError as exc:
-        sock.close()
-        hint = " (--port 0 picks a free one)" if exc.errno == 98 else ""
-        raise CampaignerError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
-        ) from None
-    return sock
 
 
 def _ignore(signum: int, frame: object) -> None:
@@ -72,11 +42,12 @@ def serve(
 
     web = Web(out, sandbox=sandbox)
     app = create_app(web)
-    sock = _bind(host, port)
+    sock = bind_listener(host, port, backlog=_BACKLOG, error=CampaignerError)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
         app,
+        http=headers_deadline_protocol(WEB_HEADERS_TIMEOUT_S),
         access_log=False,
         log_config=None,
         log_level="warning",
