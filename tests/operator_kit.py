@@ -13,25 +13,9 @@ from typing import Any
 from campaigner import api
 from campaigner.signing import Credentials
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
+from tests.samples import campaign_toml
 
-CAMPAIGN = """\
-name = "operator"
-input = "list.csv"
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-
-[message.TemplateParams]
-name = "{{ name }}"
-
-[send]
-max_attempts = 1
-"""
+CAMPAIGN = campaign_toml("operator", list_file="list.csv", send="max_attempts = 1")
 # Rows 2..6 are valid phone numbers; row 7 is not a number.
 PHONES = ["8613900000002", "8613900000003", "8613900000004", "8613900000005", "8613900000006"]
 

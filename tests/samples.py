@@ -1,4 +1,4 @@
-"""The sample campaign and the CLI's one-line errors, for the CLI tests."""
+"""The sample campaign, a small campaign's text and the CLI's one-line errors, for the tests."""
 
 from __future__ import annotations
 
@@ -33,3 +33,29 @@ def sample_campaign(folder: Path, **replace: str) -> Path:
     path = folder / "c.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def campaign_toml(
+    name: str, *, list_file: str | None = None, send: str = "", params: bool = True
+) -> str:
+    """A WhatsApp template campaign as TOML text, `To` from the list's `phone` column: its
+    ``name``, the list (``list_file``) if named here, ``send`` as the `[send]` table's lines,
+    and `{{ name }}` as the template parameter unless ``params`` is false."""
+    lines = [f'name = "{name}"']
+    if list_file is not None:
+        lines.append(f'input = "{list_file}"')
+    if send:
+        lines += ["", "[send]", send]
+    lines += [
+        "",
+        "[message]",
+        'ChannelType = "whatsapp"',
+        'Type = "template"',
+        'From = "8613800000000"',
+        'To = "{{ phone }}"',
+        'TemplateCode = "tpl"',
+        'Language = "en"',
+    ]
+    if params:
+        lines += ["", "[message.TemplateParams]", 'name = "{{ name }}"']
+    return "\n".join(lines) + "\n"

@@ -21,22 +21,9 @@ from campaigner.ledger import LEDGER_NAME, Ledger, call_fingerprint
 from campaigner.signing import Credentials
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox, run, send_args
 from campaigner.statuses import JournalState, Status
+from tests.samples import campaign_toml
 
-CAMPAIGN = """\
-name = "daily"
-input = "list.csv"
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-
-[message.TemplateParams]
-name = "{{ name }}"
-"""
+CAMPAIGN = campaign_toml("daily", list_file="list.csv")
 
 
 def phone(n: int) -> str:

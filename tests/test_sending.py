@@ -16,22 +16,9 @@ from campaigner.journal import Journal
 from campaigner.signing import Credentials
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
 from campaigner.statuses import Status
+from tests.samples import campaign_toml
 
-CAMPAIGN = """\
-name = "library-send"
-input = "list.csv"
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-
-[message.TemplateParams]
-name = "{{ name }}"
-"""
+CAMPAIGN = campaign_toml("library-send", list_file="list.csv")
 # Rows 2-4 are sent; row 5 is not a phone number; row 6 repeats row 2's recipient.
 ROWS = ["8613900000002", "8613900000003", "+86 139 0000 0004", "not a number", "8613900000002"]
 

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from campaigner.config import load_campaign, parse_campaign
 from campaigner.web import Web, create_app, uploads
 from campaigner.web.campaign_form import CampaignForm
+from tests.samples import campaign_toml
 
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,23 +26,7 @@ SAMPLES = ROOT / "sample_data"
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
-CAMPAIGN = """\
-name = "web-test"
-
-[send]
-default_region = "CN"
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-
-[message.TemplateParams]
-name = "{{ name }}"
-"""
+CAMPAIGN = campaign_toml("web-test", send='default_region = "CN"')
 
 
 def make_client(out: Path, *, sandbox: bool = False) -> TestClient:

@@ -13,23 +13,11 @@ from starlette.testclient import TestClient
 
 from campaigner.web import Web, create_app
 from tests.conftest import CORPUS
+from tests.samples import campaign_toml
 from tests.test_corpus import FILES, corpus_files
 
 PASSWORD = "corpus password"
-CAMPAIGN = """\
-name = "corpus"
-
-[send]
-default_region = "CN"
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-"""
+CAMPAIGN = campaign_toml("corpus", send='default_region = "CN"', params=False)
 
 
 @pytest.fixture(scope="module")

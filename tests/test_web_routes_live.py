@@ -23,23 +23,11 @@ import httpx
 import pytest
 
 from campaigner.limits import WEB_HEADERS_TIMEOUT_S
+from tests.samples import campaign_toml
 
 PASSWORD = "live test password"
 ROWS = 400
-CAMPAIGN = """\
-name = "live"
-
-[send]
-qps = 20
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-"""
+CAMPAIGN = campaign_toml("live", send="qps = 20", params=False)
 TIMEOUT_S = 180.0  # generous: the machine is shared
 
 
