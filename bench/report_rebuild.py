@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from kit import campaign_toml
+
 from campaigner.api import ReportOptions, report
 from campaigner.config import load_campaign
 from campaigner.journal import Journal, Outcome
@@ -38,21 +40,7 @@ from campaigner.statuses import JournalState
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "report_rebuild"
 BUSINESS = "8613800000000"
-CAMPAIGN = """\
-name = "rebuild-bench"
-input = "list.csv"
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-
-[message.TemplateParams]
-name = "{{ name }}"
-"""
+CAMPAIGN = campaign_toml("rebuild-bench")
 CHUNK = 100_000
 # A pushed receipt as the docs show one (about 330 bytes).
 RAW = (

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+from kit import campaign_toml
 
 from campaigner.config import load_campaign
 from campaigner.inputs import open_input
@@ -26,21 +27,7 @@ from campaigner.receipts.store import ReceiptStore
 from campaigner.rows import Deduper, Plan
 from campaigner.screening import OnlyNew, Screen, Suppressions
 
-CAMPAIGN = """\
-name = "bench"
-input = "list.csv"
-
-[message]
-ChannelType = "whatsapp"
-Type = "template"
-From = "8613800000000"
-To = "{{ phone }}"
-TemplateCode = "tpl"
-Language = "en"
-
-[message.TemplateParams]
-name = "{{ name }}"
-"""
+CAMPAIGN = campaign_toml("bench")
 BATCH = 5_000  # the send feed's batch size
 
 
