@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,13 +25,11 @@ from tests.browser import (
     WAIT_S,
     Serve,
     alert_present,
-    chrome,
     click_button,
     click_send,
     counts,
     download,
     read_csv,
-    require_browser,
     run_id_of,
     session_client,
     settled_counts,
@@ -56,19 +53,6 @@ VOLATILE = frozenset(
 # A send of ~1,000 rows at 250/s takes seconds; the margin is for a slow, shared machine.
 SEND_WAIT_S = 300.0
 FINAL_STATES = {"done", "stopped", "interrupted", "cancelled"}
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[WebDriver]:
-    with chrome(tmp_path / "chrome") as d:
-        yield d
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    require_browser()
-    with Serve(tmp_path / "workspace") as server:
-        yield server
 
 
 def cli(*args: str | Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ not attempted; the report has every row exactly once at each step."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,13 +14,11 @@ from selenium.webdriver.common.by import By
 
 from tests.browser import (
     Serve,
-    chrome,
     click_button,
     click_send,
     counts,
     download,
     read_csv,
-    require_browser,
     run_id_of,
     settled_counts,
     sign_in,
@@ -35,19 +33,6 @@ pytestmark = pytest.mark.slow
 ROWS = 3000
 QPS = 100  # about 30 s of sending: time to press the buttons in the middle
 RUN_WAIT_S = 600.0
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[WebDriver]:
-    with chrome(tmp_path / "chrome") as d:
-        yield d
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    require_browser()
-    with Serve(tmp_path / "workspace") as server:
-        yield server
 
 
 def report_rows(driver: WebDriver, run_id: str, folder: Path) -> list[dict[str, str]]:

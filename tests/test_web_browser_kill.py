@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from selenium.webdriver.common.by import By
 
 from tests.browser import (
     Serve,
-    chrome,
     click_send,
     counts,
     download,
@@ -39,12 +37,6 @@ QPS = 100  # about 30 s of sending: plenty of time to kill it in the middle
 KILL_AFTER = 300  # sent rows before the kill
 # 3,000 rows at 100/s after a restart, on a slow shared machine.
 RUN_WAIT_S = 600.0
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[WebDriver]:
-    with chrome(tmp_path / "chrome") as d:
-        yield d
 
 
 def sent_so_far(driver: WebDriver) -> int | None:
