@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,26 @@ def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     before = file_fingerprint(path)
     path.write_text("phone\n2\n")
     assert file_fingerprint(path)["sha256"] != before["sha256"]
+
+
+def test_checkpoints_run_apart_from_the_commits(tmp_path: Path) -> None:
+    """A send's commits never copy the log back themselves (that took 50-300 ms while the
+    next intents waited): a thread of its own does, and the log stays bounded."""
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    journal.add_rows((r, JournalState.PENDING, f"+86139{r:08d}", None) for r in range(20_000))
+    journal.checkpoint_apart()
+    (autocheckpoint,) = journal._db.execute("PRAGMA wal_autocheckpoint").fetchone()
+    assert autocheckpoint == 0
+    base = path.stat().st_size
+    for lo in range(0, 20_000, 500):  # about 8,000 pages of log in all
+        journal.apply(list(range(lo, lo + 500)), [])
+        time.sleep(0.03)
+    deadline = time.monotonic() + 10
+    while path.stat().st_size == base and time.monotonic() < deadline:
+        journal.apply([], [])  # a commit pokes the checkpointer
+        time.sleep(0.05)
+    assert path.stat().st_size > base  # pages reached the database without a commit's help
+    journal.close()
+    assert not path.with_name(path.name + "-wal").exists()  # closed cleanly
+    assert set(Journal(path).states().values()) == {"intent"}

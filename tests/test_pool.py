@@ -254,3 +254,42 @@ async def test_a_stop_does_not_wait_for_connect_attempts(tmp_path: Path, blackho
     assert pool.statistics().started == 0
     assert set(journal.states().values()) == {"pending"}
     journal.close()
+
+
+class _StuckCommits(JournalWriter):
+    """A journal writer whose intent commits hang from the third on, as a commit waiting
+    for a slow disk does (fsync stalls of 50-300 ms happen), until ``release``."""
+
+    def __init__(self, journal: Journal) -> None:
+        super().__init__(journal)
+        self.commits = 0
+        self.release = anyio.Event()
+
+    async def intents(self, rows: list[int]) -> None:
+        self.commits += 1
+        if self.commits >= 3 and rows:
+            await self.release.wait()
+        await super().intents(rows)
+
+
+async def test_a_slow_commit_leaves_committed_rows_to_send(tmp_path: Path) -> None:
+    """While one commit of intents waits for the disk, the rows committed before it keep
+    going out: about a quarter of a second of them at the full rate. (With ~100 ms ahead,
+    the sends stopped after 24 rows and a 117 ms fsync cost a dip in that second.)"""
+    journal = journal_with(tmp_path / "j.sqlite", 200)
+    writer = _StuckCommits(journal)
+    async with serve(Simulator(SimulatorConfig(latency_ms=5))) as url:
+        async with CamsClient(CREDS, endpoint=url) as client:
+            pool = SendPool(client, writer, pacer_settings=PacerSettings(limit=250))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pool.run, feed(200, batch=200))
+                with anyio.move_on_after(5):
+                    while True:  # polled: the pool has no event to wait on
+                        if pool.statistics().started >= 50:
+                            break
+                        await anyio.sleep(0.01)
+                started_while_stuck = pool.statistics().started
+                writer.release.set()
+    assert started_while_stuck >= 50, started_while_stuck
+    assert pool.statistics().sent == 200
+    journal.close()

@@ -635,3 +635,24 @@ async def test_run_forever_serves_logs_and_stops_cleanly_on_sigterm(tmp_path: Pa
             proc.kill()
             await proc.wait()
     assert read_accepted_log(log) == on_disk
+
+
+@pytest.mark.anyio
+async def test_a_request_arrives_when_its_first_bytes_do() -> None:
+    """The gateway counts a request when it arrives, not when the simulator gets round to
+    it: stamped at the handler, arrivals carried the simulator's own delays (here the
+    rest of the request, 0.3 s later) and bunched up into one counted second."""
+    simulator = Simulator(SimulatorConfig(latency_ms=0))
+    async with serve(simulator) as url:
+        host, port = URL(url).host, URL(url).port
+        reader, writer = await asyncio.open_connection(host, port)
+        first_bytes = time.monotonic()
+        writer.write(f"POST / HTTP/1.1\r\nHost: {host}\r\n".encode())
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(f"x-acs-action: {SEND_ACTION}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        await reader.readline()  # the answer (a refusal: the request is not signed)
+        writer.close()
+    assert len(simulator.arrivals) == 1
+    assert simulator.arrivals[0] - first_bytes < 0.1

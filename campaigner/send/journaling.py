@@ -16,6 +16,7 @@ class JournalWriter:
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
+        journal.checkpoint_apart()  # an intent's commit never waits for a checkpoint
         self._lock = anyio.Lock()
         self._outcomes: list[Outcome] = []
 
