@@ -622,15 +622,30 @@ def sandbox(
     show_default=True,
     help="The workspace: run folders (the CLI's too) and the web app's drafts.",
 )
+@click.option(
+    "--endpoint",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    callback=_check_endpoint,
+    help="CAMS endpoint the runs send to; plain http:// only for a loopback simulator.",
+)
 @click.option("--sandbox", is_flag=True, help="Send to a built-in CAMS simulator (the demo).")
 @handle_errors
-def serve(host: str, port: int, out: Path, sandbox: bool) -> None:
+def serve(host: str, port: int, out: Path, endpoint: str, sandbox: bool) -> None:
     """The web app: upload, preview, test, send, watch and download, in a browser."""
     from campaigner.web.serve import serve as run_web
 
+    if sandbox and endpoint != DEFAULT_ENDPOINT:
+        raise click.UsageError("--sandbox sends to its own simulator: no --endpoint with it")
     _setup_logging(False)
     run_web(
-        host=host, port=port, out=out, sandbox=sandbox, say=echo, warn=lambda m: echo(m, err=True)
+        host=host,
+        port=port,
+        out=out,
+        endpoint=endpoint,
+        sandbox=sandbox,
+        say=echo,
+        warn=lambda m: echo(m, err=True),
     )
 
 

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from campaigner.cli import cli
 from campaigner.limits import WEB_HEADERS_TIMEOUT_S
+from campaigner.sim.harness import CREDENTIALS, Sandbox
 from tests.samples import campaign_toml
 
 PASSWORD = "live test password"
@@ -32,22 +35,33 @@ TIMEOUT_S = 180.0  # generous: the machine is shared
 
 
 class Server:
-    """`campaigner serve --sandbox --port 0` as a child process."""
+    """`campaigner serve --sandbox --port 0` as a child process (``send_to``: options
+    instead of ``--sandbox``, ``env``: more environment variables)."""
 
-    def __init__(self, out: Path, *, password: str | None = PASSWORD, host: str = "") -> None:
+    def __init__(
+        self,
+        out: Path,
+        *,
+        password: str | None = PASSWORD,
+        host: str = "",
+        send_to: tuple[str, ...] = ("--sandbox",),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.out = out
         self.password = password
         self.host = host
+        self.send_to = send_to
+        self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.stderr = out.parent / "serve.stderr"
 
     def start(self) -> Server:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env.pop("CAMPAIGNER_WEB_PASSWORD", None)
         if self.password is not None:
             env["CAMPAIGNER_WEB_PASSWORD"] = self.password
-        cmd = [sys.executable, "-m", "campaigner", "serve", "--sandbox", "--port", "0"]
+        cmd = [sys.executable, "-m", "campaigner", "serve", *self.send_to, "--port", "0"]
         if self.host:
             cmd += ["--host", self.host]
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +239,29 @@ def test_kill_9_mid_send_then_the_run_continues_at_the_next_start(
         assert count(done, "unknown") == len(unknown)
     finally:
         again.stop()
+
+
+@pytest.mark.slow
+def test_serve_endpoint_sends_to_a_simulator_in_its_own_process(out: Path) -> None:
+    with Sandbox() as sim:
+        server = Server(out, send_to=("--endpoint", sim.url), env=CREDENTIALS).start()
+        try:
+            client, token = signed_in(server.url)
+            run_url = start_run(client, token)
+            done = wait_until(client, run_url, lambda e: e["state"] == "done")
+        finally:
+            server.stop()
+        assert count(done, "sent") == ROWS
+        assert done["destination"] == "simulator"  # a loopback endpoint, not the sandbox
+        assert len(sim.accepted()) == ROWS
+
+
+def test_serve_refuses_an_endpoint_with_sandbox(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["serve", "--sandbox", "--endpoint", "http://127.0.0.1:9", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "no --endpoint with it" in result.stderr
 
 
 def test_a_generated_password_is_printed_once_and_only_its_hash_kept(out: Path) -> None:

@@ -34,13 +34,14 @@ def serve(
     port: int,
     out: Path,
     sandbox: bool,
+    endpoint: str | None = None,
     say: Callable[[str], None],
     warn: Callable[[str], None],
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``say`` the address (and a generated password, once)."""
     import uvicorn
 
-    web = Web(out, sandbox=sandbox)
+    web = Web(out, sandbox=sandbox, endpoint=endpoint)
     app = create_app(web)
     sock = bind_listener(host, port, backlog=_BACKLOG, error=CampaignerError)
     bound_port = sock.getsockname()[1]
