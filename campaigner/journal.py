@@ -305,10 +305,11 @@ class Journal:
         )
 
     def rows_between(self, lo: int, hi: int) -> list[tuple[object, ...]]:
-        """(row, state, attempts, message_id, code, message, request_id, error) by row."""
+        """(row, state, attempts, message_id, code, message, request_id, error, recipient)
+        by row."""
         return self._db.execute(
-            "SELECT row, state, attempts, message_id, code, message, request_id, error "
-            "FROM rows WHERE row BETWEEN ? AND ?",
+            "SELECT row, state, attempts, message_id, code, message, request_id, error, "
+            "recipient FROM rows WHERE row BETWEEN ? AND ?",
             (lo, hi),
         ).fetchall()
 

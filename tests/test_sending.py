@@ -4,6 +4,7 @@ over real loopback HTTP: what is sent, what the journal and the report say, and 
 from __future__ import annotations
 
 import csv
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,10 +13,13 @@ import pytest
 
 from campaigner import api
 from campaigner.errors import ConfirmationDeclined
-from campaigner.journal import Journal
+from campaigner.inputs import InputTable
+from campaigner.journal import Journal, Outcome
+from campaigner.report import build
+from campaigner.report.journal_rows import JournalRows, rows_frame
 from campaigner.signing import Credentials
 from campaigner.sim.harness import KEY_ID, SECRET, Sandbox
-from campaigner.statuses import Status
+from campaigner.statuses import JournalState, Status
 from tests.samples import campaign_toml
 
 CAMPAIGN = campaign_toml("library-send", list_file="list.csv")
@@ -106,3 +110,50 @@ def test_a_declined_confirmation_sends_nothing(options: api.SendOptions, sandbox
         api.send(replace(options, yes=False), confirm=no)
     assert questions  # it asked before sending the valid rows
     assert sent_to(sandbox, before) == []
+
+
+def test_the_report_taken_from_the_journal_is_the_report_of_checking_again(
+    options: api.SendOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild takes the rows the journal holds as the run checked them, without checking
+    them again: the same report, to the byte, as checking every row again gives."""
+    result = api.send(options, lambda _: None)
+    taken = (result.run_dir / "report.csv").read_bytes()
+    monkeypatch.setattr(build, "_as_journaled", lambda batch, jf: None)  # check every row
+    api.report(api.ReportOptions(result.run_dir))
+    assert (result.run_dir / "report.csv").read_bytes() == taken
+    assert b"same recipient as row 2" in taken and b"invalid" in taken
+
+
+def test_journal_rows_read_as_one_text_are_the_rows_fetched_one_by_one(tmp_path: Path) -> None:
+    odd = ['a "quoted", comma', "two\nlines", "ünïcödé ✓ 中文", "", None, "\\ back\\slash"]
+    journal = Journal.in_run(tmp_path)
+    try:
+        journal.add_rows((r, JournalState.PENDING, f"86139{r:08d}", None) for r in range(2, 9))
+        journal.apply(
+            [8],
+            [
+                Outcome(r, JournalState.FAILED, r, f"m{r}", text, text, text, text)
+                for r, text in zip(range(2, 8), odd, strict=True)
+            ],
+        )
+        with JournalRows(tmp_path) as rows:
+            assert rows.between(2, 8).equals(rows_frame(journal.rows_between(2, 8)))
+            assert rows.between(9, 15).equals(rows_frame(journal.rows_between(9, 15)))  # ahead
+            assert rows.between(3, 4).equals(rows_frame(journal.rows_between(3, 4)))
+    finally:
+        journal.close()
+
+
+def test_rows_the_run_never_read_are_checked_against_the_rows_it_did(
+    options: api.SendOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped before reading its last rows: those are checked again, and a recipient
+    an earlier row (taken from the journal) already had is still a duplicate."""
+    result = api.send(options, lambda _: None)
+    with sqlite3.connect(result.run_dir / "journal.sqlite") as db:
+        db.execute("DELETE FROM rows WHERE row = 6")  # as if never read
+    batches = InputTable.batches
+    monkeypatch.setattr(InputTable, "batches", lambda self, _=0: batches(self, 2))
+    api.report(api.ReportOptions(result.run_dir))
+    assert report_statuses(result.run_dir)[6] == Status.DUPLICATE
