@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,57 @@ from campaigner.web.runner import Runner
 from campaigner.web.uploads import UploadError, read_form
 from campaigner.web.workspace import Workspace
 
-__all__ = ("Handler", "Web", "page", "redirect", "safe_next", "signed_in", "web")
+__all__ = (
+    "EVENT_EVERY_S",
+    "Handler",
+    "Shared",
+    "Web",
+    "page",
+    "redirect",
+    "safe_next",
+    "signed_in",
+    "web",
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+# A run's figures are read once per this, however many pages watch it: a little under the
+# run page's beat (EVENT_EVERY_S), so each event still shows figures read for it.
+EVENT_EVERY_S = 0.33  # the run page updates at least once a second, with room to spare
+STATUS_FRESH_S = 0.25
+
+
+class Shared:
+    """Values computed at most once per ``fresh_s`` per key and handed to every caller
+    meanwhile: a run watched from ten pages is read once per beat, not ten times."""
+
+    def __init__(self, fresh_s: float) -> None:
+        self._fresh_s = fresh_s
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def fresh(self, key: str) -> Any | None:
+        """The value if it is fresh (no waiting: the event loop may ask)."""
+        found = self._values.get(key)
+        if found is None or time.monotonic() - found[0] >= self._fresh_s:
+            return None
+        return found[1]
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The fresh value, or ``compute()``'s (callers asking meanwhile wait for it)."""
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            value = self.fresh(key)
+            if value is None:
+                value = compute()
+                self._values[key] = (time.monotonic(), value)
+            return value
+
+    def forget(self, key: str) -> None:
+        """After an action (pause, resume, ...): the next caller computes anew."""
+        self._values.pop(key, None)
 
 
 class Web:
@@ -54,6 +104,7 @@ class Web:
         self.limiter = AttemptLimiter()
         self.runner = Runner(self.workspace, sandbox=sandbox, endpoint=endpoint)
         self.reports = ReportRebuilds()
+        self.statuses = Shared(STATUS_FRESH_S)  # run pages' figures by run id
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("campaigner.web", "templates"),
             autoescape=True,  # every page: cells, column and file names, CAMS messages

@@ -19,13 +19,12 @@ from campaigner.cams import DEFAULT_ENDPOINT
 from campaigner.errors import CampaignerError
 from campaigner.report.summary import SUMMARY_NAME
 from campaigner.runstate import META_SCHEDULED_FOR
-from campaigner.web.context import Web, page, redirect, signed_in, web
+from campaigner.web.context import EVENT_EVERY_S, Web, page, redirect, signed_in, web
 from campaigner.web.runner import ActiveRun
 from campaigner.web.workspace import RunInfo, read_json
 
 __all__ = ("routes", "run_status")
 
-_EVENT_EVERY_S = 0.33  # the run page updates at least once a second, with room to spare
 _CHART_POINTS = 300
 _ACTIVE_STATES = ("sending", "scheduled")
 _ENDED_EARLY = ("paused", "stopped", "cancelled")
@@ -69,7 +68,7 @@ def _live_state(recorded: str, active: ActiveRun) -> str:
 def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
     """A run's state and figures now: this server's live progress for its own sends, the
     journal for any other (a CLI run, a finished one)."""
-    info = app.workspace.info(run_id)
+    info = app.workspace.info(run_id, keep_open=True)
     if info is None:
         return None
     active = app.runner.active(run_id)
@@ -108,6 +107,16 @@ def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
     }
 
 
+async def shared_status(app: Web, run_id: str) -> dict[str, Any] | None:
+    """``run_status``, read once per beat for every page and event stream of the run."""
+    status: dict[str, Any] | None = app.statuses.fresh(run_id)
+    if status is None:
+        status = await anyio.to_thread.run_sync(
+            app.statuses.get, run_id, lambda: run_status(app, run_id)
+        )
+    return status
+
+
 @signed_in
 async def campaigns(request: Request) -> Response:
     app = web(request)
@@ -127,7 +136,7 @@ def _run_id(request: Request) -> str:
 
 @signed_in
 async def run_page(request: Request) -> Response:
-    status = await anyio.to_thread.run_sync(run_status, web(request), _run_id(request))
+    status = await shared_status(web(request), _run_id(request))
     if status is None:
         return PlainTextResponse("no such run", 404)
     return page(request, "run.html", run=status, message=None)
@@ -143,14 +152,14 @@ async def run_events(request: Request) -> Response:
         yield "retry: 2000\n\n"
         due = anyio.current_time()
         while True:
-            status = await anyio.to_thread.run_sync(run_status, app, run_id)
+            status = await shared_status(app, run_id)
             if status is None:
                 return
             yield f"data: {json.dumps(status)}\n\n"
             if status["state"] != "interrupted":  # receipts may be arriving: recount them
                 sending = status["state"] in _ACTIVE_STATES
                 app.reports.refresh_soon(run_id, app.workspace.out / run_id, sending=sending)
-            due += _EVENT_EVERY_S  # a steady beat, whatever each event took
+            due += EVENT_EVERY_S  # a steady beat, whatever each event took
             await anyio.sleep(max(due - anyio.current_time(), 0.0))
 
     return StreamingResponse(
@@ -162,9 +171,10 @@ async def run_events(request: Request) -> Response:
 
 async def _after(request: Request, problem: str | None) -> Response:
     run_id = _run_id(request)
+    web(request).statuses.forget(run_id)  # the action's outcome shows at once
     if problem is None:
         return redirect(f"/runs/{quote(run_id)}")
-    status = await anyio.to_thread.run_sync(run_status, web(request), run_id)
+    status = await shared_status(web(request), run_id)
     if status is None:
         return PlainTextResponse("no such run", 404)
     return page(request, "run.html", status=409, run=status, message=problem)

@@ -7,16 +7,21 @@ joined into paths as they come."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from campaigner.errors import CampaignerError
-from campaigner.journal import Journal
+from campaigner.journal import JOURNAL_NAME, Journal
 from campaigner.runstate import RunState, lock_held, shown_state
 
 __all__ = ("RunInfo", "Workspace")
@@ -24,6 +29,8 @@ __all__ = ("RunInfo", "Workspace")
 WEB_DIR = ".campaigner-web"
 _WEB_STOPS = ("paused", "cancelled")  # RunControl reasons the run page shows as states
 _DRAFT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_MAX_OPEN = 32  # journals kept open for watched runs
+_KEPT_OPEN_STATES = (RunState.SENDING.value, RunState.SCHEDULED.value)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -57,9 +64,72 @@ class RunInfo:
         return self.counts.get(state, 0)
 
 
+class _OpenJournals:
+    """The journals of watched runs, open between reads (each guarded by a lock of its
+    own: the page updates of several watchers read from worker threads), at most
+    ``_MAX_OPEN``, least recently used closed first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: OrderedDict[str, tuple[int, Journal, threading.Lock]] = OrderedDict()
+
+    @contextlib.contextmanager
+    def reading(self, run_id: str, run_dir: Path, keep_open: bool) -> Iterator[Journal]:
+        if not keep_open:
+            with self._once(run_dir) as journal:
+                yield journal
+            return
+        try:  # a run folder deleted and made again has a journal of its own
+            inode = (run_dir / JOURNAL_NAME).stat().st_ino
+        except OSError:
+            inode = -1
+        with self._lock:
+            entry = self._open.get(run_id)
+            if entry is not None and entry[0] != inode:
+                self._close(run_id)
+                entry = None
+            if entry is None:
+                entry = (inode, Journal.in_run(run_dir, check=False), threading.Lock())
+                self._open[run_id] = entry
+                while len(self._open) > _MAX_OPEN:
+                    self._close(next(iter(self._open)))
+            self._open.move_to_end(run_id)
+        _, journal, lock = entry
+        try:
+            with lock:  # not under self._lock: _close takes self._lock, then this
+                if self._open.get(run_id) is not entry:  # closed by another thread meanwhile
+                    with self._once(run_dir) as once:
+                        yield once
+                    return
+                yield journal
+        except sqlite3.Error:
+            self.drop(run_id)
+            raise
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _once(run_dir: Path) -> Iterator[Journal]:
+        journal = Journal.in_run(run_dir, check=False)
+        try:
+            yield journal
+        finally:
+            journal.close()
+
+    def drop(self, run_id: str) -> None:
+        with self._lock:
+            self._close(run_id)
+
+    def _close(self, run_id: str) -> None:
+        entry = self._open.pop(run_id, None)
+        if entry is not None:
+            with entry[2]:
+                entry[1].close()
+
+
 class Workspace:
     def __init__(self, out: Path) -> None:
         self.out = out
+        self._journals = _OpenJournals()
         self.web_dir = out / WEB_DIR
         self.drafts_dir = self.web_dir / "drafts"
         self.runs_state_dir = self.web_dir / "runs"
@@ -104,21 +174,25 @@ class Workspace:
             return []
         return [e.name for e in entries if Journal.exists_in(Path(e.path))]
 
-    def info(self, run_id: str) -> RunInfo | None:
+    def info(self, run_id: str, *, keep_open: bool = False) -> RunInfo | None:
+        """``keep_open``: a watched run's journal stays open while the run sends, so that
+        its page's updates do not each pay for opening it."""
         run_dir = self.run_dir(run_id)
         if run_dir is None:
+            self._journals.drop(run_id)
             return None
         try:
-            journal = Journal.in_run(run_dir, check=False)
+            with self._journals.reading(run_id, run_dir, keep_open) as journal:
+                meta = journal.meta()
+                counts = journal.counts()
         except CampaignerError:
             return RunInfo(run_id, run_dir, run_id, "interrupted")
-        try:
-            meta = journal.meta()
-            counts = journal.counts()
-        finally:
-            journal.close()
         meta.pop("campaign_text", None)  # large, and not for pages
         state = shown_state(meta, lock_held(run_dir)).value
+        if state not in _KEPT_OPEN_STATES:
+            # Closed once the send is over: the last connection's close checkpoints the
+            # journal and removes its -wal file, as after a CLI run.
+            self._journals.drop(run_id)
         if state == RunState.STOPPED and meta.get("stop_reason") in _WEB_STOPS:
             state = meta["stop_reason"]  # the web app's Pause or Cancel
         try:
