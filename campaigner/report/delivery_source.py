@@ -68,7 +68,8 @@ CREATE TABLE rc.inbound(message_id TEXT PRIMARY KEY, sender TEXT, recipient TEXT
 # LEFT JOIN keeps sent rows without receipts: they may still have a reply. Integers only:
 # the few Failed rows' error texts are read apart (_ERRORS_SQL). One text for the whole
 # range, not a row per row: each row fetched gives up the GIL and takes it back, and with
-# the report's main thread busy meanwhile every taking back waited its turn.
+# the report's main thread busy meanwhile every taking back waited its turn. ``+j.state``:
+# the range of rows read by row number, not through the state index (a fifth faster).
 _BATCH_SQL: Final = """
 SELECT group_concat(
     row || ',' || ifnull(sent_ms, '') || ',' || state || ',' || ifnull(delivered_ms, '')
@@ -81,7 +82,7 @@ FROM (
         max(CASE WHEN r.status = 'Delivered' THEN r.ts_ms END) AS delivered_ms,
         max(CASE WHEN r.status = 'Read' THEN r.ts_ms END) AS read_ms
     FROM rows AS j LEFT JOIN rc.receipts AS r ON r.message_id = j.message_id
-    WHERE j.row BETWEEN ? AND ? AND j.state = 'sent' AND j.message_id IS NOT NULL
+    WHERE j.row BETWEEN ? AND ? AND +j.state = 'sent' AND j.message_id IS NOT NULL
     GROUP BY j.row
 )
 """
