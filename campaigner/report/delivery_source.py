@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -40,6 +40,7 @@ from campaigner.report.delivery import (
     reply_candidates,
 )
 from campaigner.report.funnel import Funnel
+from campaigner.report.readahead import ReadAhead
 from campaigner.rows import Plan
 from campaigner.statuses import DELIVERY_RANK, Delivery
 
@@ -135,7 +136,7 @@ class DeliverySource:
             _read_only(run_dir / JOURNAL_NAME), uri=True, check_same_thread=False
         )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receipts")
-        self._ahead: tuple[int, int, Future[pl.DataFrame]] | None = None  # the next rows
+        self._ahead = ReadAhead(self._read, self._worker)
         try:
             store = run_dir.parent / RECEIPTS_NAME  # the workspace's
             if not (store.exists() and self._attach(store)):
@@ -193,29 +194,13 @@ class DeliverySource:
     def batch(self, prepared: pl.DataFrame) -> pl.DataFrame:
         """ROW and the delivery columns of the sent rows among ``prepared``'s rows."""
         lo, hi = prepared.select(pl.col(ROW).min(), pl.col(ROW).max().alias("hi")).row(0)
-        fetched = self._folded(lo or 0, hi or 0)
+        fetched = self._ahead.get(lo or 0, hi or 0)  # the folded receipts, RECEIPT_SCHEMA
         columns = delivery_columns(fetched)
         inbound = self._worker.submit(self._inbound_messages).result()
         replies = first_replies(self._sent(fetched, prepared), inbound)
         out = columns.join(replies, on=ROW, how="left", maintain_order="left")
         self.funnel.add(out)
         return out.select(ROW, *DELIVERY_COLUMNS)
-
-    def _folded(self, lo: int, hi: int) -> pl.DataFrame:
-        """The folded receipts of rows lo..hi (``RECEIPT_SCHEMA``); then the next rows, as
-        many, are read ahead (batches come in row order, all of a size but the last)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] <= lo and hi <= ahead[1]:
-            frame = ahead[2].result()
-            if (ahead[0], ahead[1]) != (lo, hi):
-                frame = frame.filter(pl.col(ROW).is_between(lo, hi))
-        else:
-            if ahead is not None:
-                ahead[2].cancel()  # not these rows; if it runs already, the next waits for it
-            frame = self._worker.submit(self._read, lo, hi).result()
-        start, end = hi + 1, 2 * hi - lo + 1
-        self._ahead = (start, end, self._worker.submit(self._read, start, end))
-        return frame
 
     def _read(self, lo: int, hi: int) -> pl.DataFrame:
         (text,) = self._db.execute(_BATCH_SQL, (lo, hi)).fetchone()

@@ -9,7 +9,7 @@ connection, so the run's ``Journal`` is untouched.
 from __future__ import annotations
 
 import sqlite3
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -18,6 +18,7 @@ import polars as pl
 
 from campaigner.columns import ROW, internal
 from campaigner.journal import JOURNAL_NAME
+from campaigner.report.readahead import ReadAhead
 
 __all__ = ("JOURNAL_RECIPIENT", "JOURNAL_ERROR", "JOURNAL_STATE", "JournalRows", "rows_frame")
 
@@ -83,21 +84,10 @@ class JournalRows:
         uri = (run_dir / JOURNAL_NAME).resolve().as_uri() + "?mode=ro"
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-rows")
-        self._ahead: tuple[int, int, Future[pl.DataFrame]] | None = None
+        self._ahead = ReadAhead(self._read, self._worker)
 
     def between(self, lo: int, hi: int) -> pl.DataFrame:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] <= lo and hi <= ahead[1]:
-            frame = ahead[2].result()
-            if (ahead[0], ahead[1]) != (lo, hi):
-                frame = frame.filter(pl.col(ROW).is_between(lo, hi))
-        else:
-            if ahead is not None:
-                ahead[2].cancel()  # not these rows; if it runs already, this read waits for it
-            frame = self._worker.submit(self._read, lo, hi).result()
-        start, end = hi + 1, 2 * hi - lo + 1
-        self._ahead = (start, end, self._worker.submit(self._read, start, end))
-        return frame
+        return self._ahead.get(lo, hi)
 
     def _read(self, lo: int, hi: int) -> pl.DataFrame:
         (text,) = self._db.execute(_ROWS_SQL, (lo, hi)).fetchone()
