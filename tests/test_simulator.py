@@ -656,3 +656,25 @@ async def test_a_request_arrives_when_its_first_bytes_do() -> None:
         writer.close()
     assert len(simulator.arrivals) == 1
     assert simulator.arrivals[0] - first_bytes < 0.1
+
+
+@pytest.mark.anyio
+async def test_a_body_in_pieces_leaves_no_stamp_for_the_next_request() -> None:
+    simulator = Simulator(SimulatorConfig(latency_ms=0))
+    head = f"POST / HTTP/1.1\r\nHost: h\r\nx-acs-action: {SEND_ACTION}\r\nContent-Length: 4\r\n\r\n"
+    async with serve(simulator) as url:
+        reader, writer = await asyncio.open_connection(URL(url).host, URL(url).port)
+        writer.write(head.encode() + b"ab")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"cd")  # the rest of the body
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.3)  # then the connection idles before its next request
+        second = time.monotonic()
+        writer.write(head.encode() + b"abcd")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+    assert len(simulator.arrivals) == 2
+    assert simulator.arrivals[1] >= second - 0.01

@@ -87,12 +87,14 @@ def _app(simulator: Simulator, listener: _Listener, pusher: Pusher | None) -> we
     async def handle(request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
         arrived_wall = time.time()
+        body = await request.read()
+        # Taken once the whole body is in: a body arriving in pieces must not leave a stamp
+        # behind for the connection's next request.
         protocol = request.protocol
         first_bytes = protocol.take_arrival() if isinstance(protocol, _StampingHandler) else None
         if first_bytes is not None:
             arrived_wall -= arrived - first_bytes
             arrived = first_bytes
-        body = await request.read()
         url = request.rel_url
         received = Request(
             request.method,
