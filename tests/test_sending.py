@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def test_journal_rows_read_as_one_text_are_the_rows_fetched_one_by_one(tmp_path:
                 for r, text in zip(range(2, 8), odd, strict=True)
             ],
         )
-        with JournalRows(tmp_path) as rows:
+        with closing(JournalRows(tmp_path)) as rows:
             assert rows.between(2, 8).equals(rows_frame(journal.rows_between(2, 8)))
             assert rows.between(9, 15).equals(rows_frame(journal.rows_between(9, 15)))  # ahead
             assert rows.between(3, 4).equals(rows_frame(journal.rows_between(3, 4)))

@@ -3,6 +3,7 @@ journal's outcomes, so the report is complete and right after any crash."""
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,7 +187,7 @@ def rebuild_report(
         report_writing(run_dir),
         ReportWriter(run_dir, layout.columns, xlsx=xlsx, note_column=error) as writer,
         DeliverySource.for_plan(run_dir, plan) as delivery,
-        JournalRows(run_dir) as journal_rows,
+        closing(JournalRows(run_dir)) as journal_rows,
     ):
         # Batches the journal holds whole are taken as the run checked them (_as_journaled);
         # their recipients reach the deduper only if a later batch must be checked again.

@@ -11,8 +11,7 @@ from __future__ import annotations
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import polars as pl
 
@@ -96,14 +95,3 @@ class JournalRows:
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

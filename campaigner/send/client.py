@@ -23,6 +23,7 @@ from campaigner.cams import DEFAULT_ENDPOINT, SEND_ACTION, Reply, ReplyKind, cla
 from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
 from campaigner.limits import CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
+from campaigner.listening import is_loopback
 from campaigner.send.http11 import request_bytes
 from campaigner.send.transport import Http11Transport
 from campaigner.signing import Credentials, SignedRequest, format_date, sign_request
@@ -44,15 +45,6 @@ class FastTransport(Protocol):
     def start(
         self, url: httpx.URL, data: bytes, read_timeout_s: float | None = None
     ) -> asyncio.Future[httpx.Response] | None: ...
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -85,7 +77,7 @@ def check_endpoint(endpoint: str) -> tuple[str, str]:
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not _valid_host(host) or port == 0:
         raise ConfigError(f"endpoint must be a URL such as {DEFAULT_ENDPOINT} (got {endpoint!r})")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise ConfigError(
             f"refusing plain http to {parts.hostname}: credentials-signed traffic needs https "
             "(http is allowed only for a loopback simulator)"
