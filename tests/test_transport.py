@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from campaigner.cams import Reply, ReplyKind
+from campaigner.send.client import CamsClient
 from campaigner.send.http11 import request_bytes
 from campaigner.send.transport import Http11Transport
+from campaigner.signing import Credentials
 
 pytestmark = pytest.mark.anyio
 
@@ -133,8 +137,9 @@ async def test_ready_then_start_writes_synchronously() -> None:
         data = request_bytes(b"POST", b"/?x=1", [(b"Host", host), (b"Content-Length", b"0")])
         future = transport.start(httpx.URL(url), data)
         assert future is not None
-        response = await future
-        assert response.status_code == 200
+        response = await future  # the parsed answer, not an httpx.Response (cheaper)
+        assert response.status == 200
+        assert response.keep_alive
         assert heads[0].startswith(b"POST /?x=1 ")
         await transport.aclose()
 
@@ -172,3 +177,35 @@ async def test_an_unreachable_server_gets_few_connect_attempts() -> None:
         await transport.aclose()
     finally:
         del loop.create_connection  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "detail"),
+    [
+        (ok(b'{"Code":"OK","MessageId":"m-1"}'), ReplyKind.SENT, "m-1"),
+        # The fast path classifies the parsed answer itself: its headers must still count.
+        (
+            ok(b'{"Code":"Throttling.User"}', b"X-Acs-Retry-After: 2000\r\n"),
+            ReplyKind.RETRY,
+            "2.0",
+        ),
+        # A compressed body (never asked for, but possible) is decoded as httpx would.
+        (
+            ok(gzip.compress(b'{"Code":"OK","MessageId":"m-2"}'), b"Content-Encoding: gzip\r\n"),
+            ReplyKind.SENT,
+            "m-2",
+        ),
+    ],
+)
+async def test_the_client_fast_path_classifies_the_parsed_answer(
+    answer: Answer, kind: ReplyKind, detail: str
+) -> None:
+    async with raw_server(answer) as (url, _):
+        client = CamsClient(Credentials("id", "secret"), endpoint=url)
+        assert await client.ready() is None
+        answered: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        client.start(client.prepare({"To": "8613900000001"}), answered.set_result)
+        reply = await asyncio.wait_for(answered, 10)
+        await client.aclose()
+    assert reply.kind is kind, reply
+    assert detail == (reply.message_id if kind is ReplyKind.SENT else str(reply.retry_after_s))

@@ -24,8 +24,8 @@ from campaigner.crashpoints import crash_point
 from campaigner.errors import ConfigError
 from campaigner.limits import CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from campaigner.listening import is_loopback
-from campaigner.send.http11 import request_bytes
-from campaigner.send.transport import Http11Transport
+from campaigner.send.http11 import Response, request_bytes
+from campaigner.send.transport import Http11Transport, as_httpx_response
 from campaigner.signing import Credentials, SignedRequest, format_date, sign_request
 
 __all__ = ("DEFAULT_ENDPOINT", "CamsClient", "check_endpoint")
@@ -44,7 +44,7 @@ class FastTransport(Protocol):
 
     def start(
         self, url: httpx.URL, data: bytes, read_timeout_s: float | None = None
-    ) -> asyncio.Future[httpx.Response] | None: ...
+    ) -> asyncio.Future[Response] | None: ...
 
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -118,6 +118,7 @@ class CamsClient:
         self._timeout = httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S).as_dict()
         self._base_url = httpx.URL(f"{self._base}/")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._date_second, self._date_text = -1, ""
 
     def prepare(self, query: Mapping[str, str], action: str = SEND_ACTION) -> SignedRequest:
         """A signed call, ready to go (the signature's date is now: send it soon)."""
@@ -126,11 +127,19 @@ class CamsClient:
             host=self._host,
             query=query,
             credentials=self._credentials,
-            date=format_date(self._clock()),
+            date=self._date(self._clock()),
             nonce=uuid.uuid4().hex,
             action=action,
             user_agent=_USER_AGENT,
         )
+
+    def _date(self, now: float) -> str:
+        # The same text for a whole second: formatting it cost more than the rest of a send's
+        # headers together.
+        second = int(now)
+        if second != self._date_second:
+            self._date_second, self._date_text = second, format_date(second)
+        return self._date_text
 
     def as_httpx(self, signed: SignedRequest) -> httpx.Request:
         """The call as an ``httpx.Request``, for any httpx transport (parses its URL)."""
@@ -185,7 +194,7 @@ class CamsClient:
             task.add_done_callback(self._tasks.discard)
             return
 
-        def done(f: asyncio.Future[httpx.Response]) -> None:
+        def done(f: asyncio.Future[Response]) -> None:
             if f.cancelled():
                 on_reply(Reply(ReplyKind.UNKNOWN, code="Cancelled", message="cancelled"))
                 return
@@ -232,8 +241,14 @@ class CamsClient:
         await self.aclose()
 
 
-def _reply_for(outcome: httpx.Response | BaseException) -> Reply:
+def _reply_for(outcome: Response | httpx.Response | BaseException) -> Reply:
     """The one place where a transport outcome becomes a Reply (classified once)."""
+    if isinstance(outcome, Response):  # the fast path's answer, as parsed
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in outcome.headers}
+        if headers.get("content-encoding", "identity").strip().lower() == "identity":
+            crash_point("after_send")
+            return classify_reply(outcome.status, headers, outcome.body)
+        outcome = as_httpx_response(outcome)  # a compressed body: httpx decodes it
     if isinstance(outcome, httpx.Response):
         crash_point("after_send")
         headers = {k.lower(): v for k, v in outcome.headers.items()}

@@ -41,6 +41,17 @@ class PacerSettings:
     streak_s: float = 5.0  # throttles closer than this continue a streak
     recover_per_s: float = 0.1  # fraction of the full rate regained per clean second
     min_rate: float = 1.0
+    # Under this rate a sleep lasts at least ``group_intervals`` (at most ``group_max_s``),
+    # so the starts due by then go in one wake-up. Each wake-up of a loop costs more CPU than
+    # the start it makes (measured: 4 runs at 60/s woke 3.4 times per message), and the
+    # tolerance above lets the grouped starts catch up, so the rate is the same.
+    group_below_rate: float = 100.0
+    group_intervals: float = 2.0
+    group_max_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.group_intervals < self.tolerance_intervals:
+            raise ValueError("grouped starts must stay within the catch-up tolerance")
 
 
 @dataclass
@@ -81,6 +92,15 @@ class Pacer:
         if len(self._starts) >= s.limit:
             wait = max(wait, self._starts[-s.limit] + s.window - now)
         return max(wait, 0.0)
+
+    def nap(self, now: float, wait: float) -> float:
+        """How long to sleep for a ``delay(now)`` of ``wait`` (> 0): that, or at low rates
+        until ``group_intervals`` starts are due (see ``PacerSettings.group_below_rate``)."""
+        s = self.settings
+        if self._rate >= s.group_below_rate or self._tat is None:
+            return wait
+        grouped = self._tat - now + (s.group_intervals - 1) / self._rate
+        return max(wait, min(grouped, s.group_max_s))
 
     def start(self, now: float) -> None:
         """Record a start at ``now``; call only when ``delay(now) == 0``."""

@@ -310,13 +310,14 @@ class SendPool:
     async def _wait_turn(self) -> Reply | None:
         """Wait for the pacer and for an open connection (None), or CAMS is unreachable."""
         while not self.stopping:
-            wait = self._pacer.delay(anyio.current_time())
+            now = anyio.current_time()
+            wait = self._pacer.delay(now)
             if wait > 0.5:  # a pause (outage, Retry-After): a stop must not wait it out
                 with anyio.move_on_after(wait):
                     await self._stopping.wait()
                 continue
             if wait > 0:
-                await anyio.sleep(wait)
+                await anyio.sleep(self._pacer.nap(now, wait))
                 continue
             # An open connection first, so that the grant is the moment of writing. While
             # CAMS is unreachable this waits for a connect attempt (seconds): stop cancels it.

@@ -39,7 +39,7 @@ import httpx
 from campaigner.limits import CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from campaigner.send.http11 import ProtocolError, Response, ResponseParser, request_bytes
 
-__all__ = ("Http11Transport",)
+__all__ = ("Http11Transport", "as_httpx_response")
 
 _Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -54,6 +54,18 @@ def _serialize(request: httpx.Request, body: bytes) -> bytes:
     # raw_path: path + "?" + query, as given (already canonical)
     return request_bytes(
         request.method.encode("ascii"), request.url.raw_path, request.headers.raw, body
+    )
+
+
+def as_httpx_response(parsed: Response, request: httpx.Request | None = None) -> httpx.Response:
+    """A parsed response as httpx's (which also decodes a ``Content-Encoding`` body)."""
+    headers = [(k, v) for k, v in parsed.headers if k.lower() != b"transfer-encoding"]
+    return httpx.Response(
+        parsed.status,
+        headers=headers,
+        content=parsed.body,
+        request=request,
+        extensions={"http_version": b"HTTP/1.1"},
     )
 
 
@@ -89,7 +101,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.idle_since = time.monotonic()
         self._closed = False
-        self._waiter: asyncio.Future[httpx.Response] | None = None
+        self._waiter: asyncio.Future[Response] | None = None
         self._request: httpx.Request | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._read_timeout = DEFAULT_TIMEOUT_S
@@ -153,10 +165,10 @@ class _Connection(asyncio.Protocol):
 
     def send(
         self, request: httpx.Request | None, data: bytes, read_timeout: float
-    ) -> asyncio.Future[httpx.Response]:
+    ) -> asyncio.Future[Response]:
         """Write ``data`` (the whole request; ``request``: its httpx form, when there is one)."""
         assert self.transport is not None and self._waiter is None
-        waiter: asyncio.Future[httpx.Response] = self._loop.create_future()
+        waiter: asyncio.Future[Response] = self._loop.create_future()
         self._waiter, self._request, self._read_timeout = waiter, request, read_timeout
         self._parser.reset(head_request=request is not None and request.method == "HEAD")
         self._timer = self._loop.call_later(read_timeout, self._timed_out)
@@ -164,27 +176,18 @@ class _Connection(asyncio.Protocol):
         return waiter
 
     def _complete(self, parsed: Response) -> None:
-        waiter, request = self._waiter, self._request
+        waiter = self._waiter
         assert waiter is not None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        headers = [(k, v) for k, v in parsed.headers if k.lower() != b"transfer-encoding"]
-        response = httpx.Response(
-            parsed.status,
-            headers=headers,
-            content=parsed.body,
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
-        )
-        keep = parsed.keep_alive
         self._waiter = self._request = None
-        if keep and self.usable:
+        if parsed.keep_alive and self.usable:
             self._pool._release(self)
         else:
             self.close()
         if not waiter.done():
-            waiter.set_result(response)
+            waiter.set_result(parsed)
 
     def _fail(self, exc: Exception) -> None:
         waiter = self._waiter
@@ -407,12 +410,13 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     def start(
         self, url: httpx.URL, data: bytes, read_timeout_s: float | None = None
-    ) -> asyncio.Future[httpx.Response] | None:
+    ) -> asyncio.Future[Response] | None:
         """Write ``data``, a whole request (``http11.request_bytes``), now on an idle
         connection to ``url``'s origin; None when none is idle.
 
         Bytes, not an ``httpx.Request``: the caller has the request target at hand, and
-        an ``httpx.URL`` for it would be parsed again (~50 µs for a signed query).
+        an ``httpx.URL`` for it would be parsed again (~50 µs for a signed query). The
+        answer is the parsed ``Response``, not an ``httpx.Response`` (~12 µs each to build).
         """
         conn = self._pop_idle(_origin(url))
         if conn is None:
@@ -442,10 +446,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 conn = await self._connect(origin, connect)
         future = conn.send(request, _serialize(request, body), read)
         try:
-            return await future
+            parsed = await future
         except asyncio.CancelledError:
             conn.close()
             raise
+        return as_httpx_response(parsed, request)
 
     async def aclose(self) -> None:
         self._closed = True
