@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from campaigner.errors import CampaignerError, ReceiptFormatError
-from campaigner.receipts.parse import parse_inbound_body, parse_status_body, phone_key
+from campaigner.receipts import parse
+from campaigner.receipts.parse import (
+    CANONICAL_STATUSES,
+    parse_inbound_body,
+    parse_status_body,
+    phone_key,
+)
 
 # The documentation's own example, its trailing-space key and trailing comma included.
 DOCS_STATUS = (
@@ -202,3 +211,210 @@ def test_lone_surrogates_become_question_marks_and_pairs_stay() -> None:
     deep = b'[{"a":' + b"[" * 995 + b'"\\ud800"' + b"]" * 995 + b"}]"
     with pytest.raises(ReceiptFormatError, match="nested too deeply"):
         parse_status_body(deep)
+
+
+# The plain definitions the parser's fast paths must match, value for value.
+
+
+def _plain_dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain_phone_key(value: object) -> str:
+    text = value.strip() if isinstance(value, str) else parse._text(value) or ""
+    if any(ch.isalpha() for ch in text):
+        return text
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _plain_timestamp_ms(value: object) -> int | None:
+    number: float
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number) or number <= 0 or number >= 1e16:
+        return None
+    if number < 100_000_000_000:
+        number *= 1000
+    return int(number)
+
+
+def _plain_status(value: object) -> str:
+    text = parse._text(value) or ""
+    return CANONICAL_STATUSES.get(text.casefold(), text)
+
+
+def _plain_folded(obj: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        folded = key.strip().casefold()
+        if out.get(folded) in (None, ""):
+            out[folded] = value
+    return out
+
+
+_NUMBERS: list[object] = [
+    *(
+        sign * n
+        for n in (0, 1, 10**11 - 1, 10**11, 10**11 + 1, 2**53 - 1, 2**53)
+        for sign in (1, -1)
+    ),
+    *(2**53 + 1, 2**53 + 2, 10**16 - 1, 10**16, 10**16 + 1, 2**63, 10**30, 1764470000000),
+    *(0.0, -0.0, 0.5, 1.5, 99999999999.5, 1e11, 1.7e12, 1e16, 1e20, 1e300, 2.0**53 + 2),
+    *(math.nan, math.inf, -math.inf, True, False, None),
+]
+_TEXTS: list[str] = [
+    *("", " ", "\t\n", "\u00a0", "\u2003", "\x00", "-", "+", "a", "Z", "_", "."),
+    *("8613800000000", " 8613800000000\n", "+86 138-0000", "(0086) 138.0000", "1e5", "12\u200b34"),
+    *("\u0661\u0662\u0663", "\u0661\u0662\u0663 \u0664", "\u00b2", "12\u00b2", "\u2460\u2461"),
+    *("\U0001d7d9\U0001d7da", "\u07c0", "\u216b", "\u00bd", "\u4e00\u4e8c\u4e09", "\u0663a"),
+    *("\u0661\u0662\u0663abc", "abc\u0661", "\u01c5", "\u00aa", "\u00b5", "\u00df", "\u066b"),
+    *("\u00a0123\u00a0", "PSID_abc 12", "  user.name ", "ABC123", "1764470000000", " 1691043638 "),
+    *(
+        "nan",
+        "inf",
+        "-5",
+        "1_000",
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662",
+    ),
+    *("Sent", "Delivered", "Read", "Failed", "Deleted", "unsubscribe", "subscribe", "Queued"),
+    *(
+        "delivered",
+        " READ ",
+        "Read ",
+        "\u017fent",
+        "DEL\u0130VERED",
+        "\uff32\uff25\uff21\uff24",
+        "Read\u00a0",
+    ),
+    *("Subscribe", "UNSUBSCRIBE", "a?b", "\U0001f600", "\u2028", '"\\'),
+]
+_VALUES: list[object] = [*_NUMBERS, *_TEXTS, [], {}, [1, "\u0663"], {"a": [1.5, None]}, ["Read"]]
+
+
+def test_no_character_is_both_a_digit_and_a_letter() -> None:
+    # Why phone_key may return a text of digits unchanged; and its ASCII path's classes.
+    assert not [ch for ch in map(chr, range(0x110000)) if ch.isdigit() and ch.isalpha()]
+    for ch in map(chr, range(128)):
+        assert ch.isalpha() == ("A" <= ch <= "Z" or "a" <= ch <= "z")
+        assert ch.isdigit() == ("0" <= ch <= "9")
+
+
+@pytest.mark.parametrize(
+    ("fast", "plain"),
+    [
+        (phone_key, _plain_phone_key),
+        (parse._timestamp_ms, _plain_timestamp_ms),
+        (parse._status, _plain_status),
+    ],
+)
+def test_fast_paths_match_the_plain_definitions(
+    fast: Callable[[object], object], plain: Callable[[object], object]
+) -> None:
+    for value in _VALUES:
+        expected = plain(value)
+        assert fast(value) == expected, value
+        assert type(fast(value)) is type(expected), value
+
+
+@given(st.text() | st.integers() | st.floats() | st.text(alphabet="0123456789+-() .\u0663\u00b2a"))
+def test_fast_paths_match_the_plain_definitions_for_any_value(value: object) -> None:
+    assert phone_key(value) == _plain_phone_key(value)
+    assert parse._timestamp_ms(value) == _plain_timestamp_ms(value)
+    assert parse._status(value) == _plain_status(value)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.sampled_from([*_TEXTS, "STATUS", " Status", "x" * 100]), _JSON_VALUES))
+def test_folded_keys_and_raw_json_match_the_plain_definitions(obj: dict[str, Any]) -> None:
+    for _ in range(2):  # the second time with every short key's folding remembered
+        folded = parse._folded(obj)
+        assert folded == _plain_folded(obj)
+        assert list(folded) == list(_plain_folded(obj))
+    assert parse._raw(obj) == _plain_dumps(obj)
+    for value in obj.values():
+        assert parse._text(value) == (
+            _plain_dumps(value) if isinstance(value, list | dict) else parse._text(value)
+        )
+
+
+def test_raw_json_matches_json_dumps_for_odd_values() -> None:
+    obj = {
+        "Text": '\u4f60\u597d \u00e9 \U0001f600 \u2028 \x00\x1f "q" \\ a?b',
+        "Numbers": [0.1, -0.0, 1e300, 1.7976931348623157e308, 2**100, -(2**70), 5e-324],
+        "Odd": [math.nan, math.inf, -math.inf, True, False, None, {}, []],
+        "Nested": {"a": [{"b": {"c": ["\u0663"]}}]},
+        "Lone": "\ud800",
+    }
+    assert parse._raw(obj) == _plain_dumps(obj)
+    body = b'[{"MessageId":"a\\ud800b","\\udc00":"\xc3\xa9","Big":123456789012345678901234567890}]'
+    (receipt,) = parse_status_body(body)
+    expected = {"MessageId": "a?b", "?": "\u00e9", "Big": 123456789012345678901234567890}
+    assert receipt.raw == _plain_dumps(expected)
+
+
+def _deepest(encode: Callable[[Any], object]) -> int:
+    """The deepest nesting of lists, in an object, ``encode`` takes within the recursion limit."""
+    low, high = 0, 100_000  # low encodes, high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        value: list[Any] = []
+        for _ in range(middle):
+            value = [value]
+        try:
+            encode({"x": value})
+        except RecursionError:
+            high = middle
+        else:
+            low = middle
+    return low
+
+
+def test_raw_json_fails_as_deep_as_json_dumps_did() -> None:
+    # _raw and _text called json.dumps directly, as _plain_dumps does: a value nested near the
+    # recursion limit must be refused, or kept, exactly as before.
+    deepest = _deepest(_plain_dumps)
+    assert _deepest(parse._raw) == deepest
+    assert _deepest(parse._text) == deepest
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"Status": "", "status": "x"},
+        {"Status": None, " STATUS ": "y", "status": "z"},
+        {"Status": 0, "status": "x"},
+        {"Status": False, "status": "x"},
+        {"Status": [], "status": "x"},
+        {"Status": {}, "status": "x"},
+        {"Status": " ", "status": "x"},
+        {"Sent": "", "\u017fent": "", "SENT": None, "sent": "a", "Sent ": "b"},
+        {"": 1, " ": 2, "\t": ""},
+    ],
+)
+def test_folded_keys_keep_the_first_non_empty_value(obj: dict[str, Any]) -> None:
+    for _ in range(2):  # the second time with every key's folding remembered
+        assert list(parse._folded(obj).items()) == list(_plain_folded(obj).items())
+
+
+def test_remembered_key_foldings_are_bounded() -> None:
+    for index in range(3000):
+        parse._folded({f"Key{index}": 1, "K" * 200 + str(index): 2})
+    assert len(parse._FOLDED_KEYS) <= 1024
+    assert all(len(key) <= 64 for key in parse._FOLDED_KEYS)

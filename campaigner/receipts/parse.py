@@ -48,6 +48,30 @@ _MISSING_ID_PREFIX = "no-message-id:"
 # JSON may escape a lone UTF-16 surrogate ("\ud800"): text SQLite cannot store as UTF-8.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
+# One encoder for every _dumps(): json.dumps builds one per call. Decoded JSON cannot hold a
+# cycle, so the cycle check is skipped: the output is the same.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
+
+# For ASCII text, str.isalpha() is [A-Za-z] and str.isdigit() is [0-9].
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_ASCII_NON_DIGIT = re.compile(r"[^0-9]")
+
+# Folded spellings of keys seen before: a body repeats the same dozen keys in every object.
+# Bounded, and short keys only, as keys come from the network.
+_FOLDED_KEYS: dict[str, str] = {}
+_FOLDED_KEYS_MAX = 1024
+_FOLDED_KEY_LENGTH_MAX = 64
+
+# _status() of the canonical spellings, the ones CAMS pushes, looked up as given.
+_STATUS_AS_GIVEN = {
+    status: CANONICAL_STATUSES.get(status.casefold(), status)
+    for status in CANONICAL_STATUSES.values()
+    if status and status == status.strip()
+}
+
+# Integer Timestamps from here up to 2**53 are milliseconds that int(float(value)) keeps as is.
+_EXACT_MS_MAX = 2**53
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
@@ -85,6 +109,10 @@ def phone_key(value: object) -> str:
     """The digits of a phone number (``+86 138-0000`` -> ``861380000``); a value with letters
     (a Messenger or Instagram ID) is kept as it is, stripped."""
     text = value.strip() if isinstance(value, str) else _text(value) or ""
+    if text.isdigit():  # the common case; no character is both a digit and a letter
+        return text
+    if text.isascii():
+        return text if _ASCII_LETTER.search(text) else _ASCII_NON_DIGIT.sub("", text)
     if any(ch.isalpha() for ch in text):
         return text
     return "".join(ch for ch in text if ch.isdigit())
@@ -166,14 +194,24 @@ def _folded(obj: Mapping[str, Any]) -> dict[str, Any]:
     # The first non-empty value wins when two spellings fold to the same key.
     out: dict[str, Any] = {}
     for key, value in obj.items():
-        folded = key.strip().casefold()
-        if out.get(folded) in (None, ""):
+        folded = _FOLDED_KEYS.get(key)
+        if folded is None:
+            folded = key.strip().casefold()
+            if len(_FOLDED_KEYS) < _FOLDED_KEYS_MAX and len(key) <= _FOLDED_KEY_LENGTH_MAX:
+                _FOLDED_KEYS[key] = folded
+        if folded not in out or out[folded] in (None, ""):
             out[folded] = value
     return out
 
 
 def _raw(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _dumps(obj)
+
+
+def _dumps(value: object) -> str:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, and as many Python
+    frames deep, so a value nested near the recursion limit fails or passes as it did."""
+    return _ENCODER.encode(value)
 
 
 def _text(value: object) -> str | None:
@@ -187,11 +225,13 @@ def _text(value: object) -> str | None:
         return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _dumps(value)
 
 
 def _timestamp_ms(value: object) -> int | None:
     number: float
+    if type(value) is int and _SECONDS_LIMIT <= value <= _EXACT_MS_MAX:
+        return value
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -224,6 +264,10 @@ def _message_id(fields: Mapping[str, Any], raw: str) -> str:
 
 
 def _status(value: object) -> str:
+    if type(value) is str:
+        canonical = _STATUS_AS_GIVEN.get(value)
+        if canonical is not None:
+            return canonical
     text = _text(value) or ""
     return CANONICAL_STATUSES.get(text.casefold(), text)
 
