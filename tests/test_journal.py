@@ -148,3 +148,53 @@ def test_checkpoints_run_apart_from_the_commits(tmp_path: Path) -> None:
     journal.close()
     assert not path.with_name(path.name + "-wal").exists()  # closed cleanly
     assert set(Journal(path).states().values()) == {"intent"}
+
+
+def _counted(path: Path) -> dict[str, int]:
+    """The rows in each state, counted the slow way."""
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
+
+
+def test_state_counts_follow_every_change(tmp_path: Path) -> None:
+    """counts() reads counts the triggers keep; they must equal counting the rows after
+    every kind of change, including a change to the same state and an ignored re-add."""
+    journal = Journal.in_run(tmp_path)
+    path = tmp_path / "journal.sqlite"
+    pending = [(r, JournalState.PENDING, f"86138{r:08d}", None) for r in range(2, 40)]
+    journal.add_rows([*pending, (40, JournalState.INVALID, "x", "bad number")])
+    journal.add_rows(pending[:5])  # ignored: the rows are known
+    steps = [
+        lambda: journal.apply(list(range(2, 20)), []),
+        lambda: journal.apply(
+            [20, 21],
+            [Outcome(r, JournalState.SENT, 1, message_id=f"m{r}") for r in range(2, 12)]
+            + [Outcome(12, JournalState.FAILED, 1, code="x"), Outcome(13, JournalState.PENDING, 1)],
+        ),
+        lambda: journal.apply([13], [Outcome(14, JournalState.INTENT, 1)]),  # same state
+        lambda: journal.hold_pending([(30, JournalState.SUPPRESSED, "opted out")]),
+        lambda: journal.give_up([31, 32]),
+        journal.settle_interrupted,
+        journal.reopen_unknown,
+    ]
+    for step in steps:
+        step()
+        assert journal.counts() == _counted(path)
+    assert journal.counts()["sent"] == 10
+
+
+def test_a_journal_from_before_state_counts_gets_them_on_opening(tmp_path: Path) -> None:
+    journal = Journal.in_run(tmp_path)
+    journal.add_rows([(r, JournalState.PENDING, str(r), None) for r in range(2, 12)])
+    journal.apply([2, 3], [])
+    journal.close()
+    path = tmp_path / "journal.sqlite"
+    with sqlite3.connect(path) as db:  # as an earlier version left it
+        for trigger in ("insert", "update", "delete"):
+            db.execute(f"DROP TRIGGER state_counts_{trigger}")
+        db.execute("DROP TABLE state_counts")
+        db.execute("UPDATE rows SET state='sent' WHERE row=2")
+    reopened = Journal.in_run(tmp_path)
+    assert reopened.counts() == {"pending": 8, "intent": 1, "sent": 1} == _counted(path)
+    reopened.apply([4], [Outcome(3, JournalState.SENT, 1, message_id="m")])
+    assert reopened.counts() == {"pending": 7, "intent": 1, "sent": 2} == _counted(path)
