@@ -140,7 +140,6 @@ class SendPool:
         self._feed_done = False
         self._stopping = anyio.Event()
         self._changed = anyio.Event()
-        self._room = anyio.Event()  # the dispatcher took rows: the feeder may add more
         self._rng = random.Random()
         self._unreachable_since: float | None = None
         self._give_up: asyncio.TimerHandle | None = None  # fires at the outage limit
@@ -196,22 +195,7 @@ class SendPool:
     def _notify(self) -> None:
         """Wake whoever waits for a change: a new row, a free slot, a due retry, a stop."""
         self._changed.set()
-
-    async def _next_change(self) -> None:
-        """Wait for the next ``_notify``. The event is renewed by the first waiter after a
-        change, not by every change: most changes (an answer) find nobody waiting, and a
-        new event for each cost more than the answer's own bookkeeping."""
-        if self._changed.is_set():
-            self._changed = anyio.Event()
-        await self._changed.wait()
-
-    async def _room_ahead(self) -> None:
-        """Wait until the dispatcher has taken a commit's worth of the rows ahead (the
-        feeder woke at every answer and every start to find it had not, twice a message)."""
-        while len(self._inbox) > _READY_AHEAD - _INTENT_CHUNK:
-            if self._room.is_set():
-                self._room = anyio.Event()
-            await self._room.wait()
+        self._changed = anyio.Event()
 
     async def run(self, feed: AsyncIterator[list[Job]]) -> None:
         """Send every job from ``feed``; returns when all are settled or the pool stopped."""
@@ -234,7 +218,7 @@ class SendPool:
                 await self._dispatch()
                 # Stopped or done: requests in flight finish (and retries due are dropped).
                 while self._counts.in_flight:
-                    await self._next_change()
+                    await self._changed.wait()
                 background.cancel_scope.cancel()
         finally:
             _quick_switches.leave()
@@ -272,7 +256,8 @@ class SendPool:
                     self._counts.queued += len(jobs)
                     start = 0
                     while start < len(jobs):
-                        await self._room_ahead()
+                        while len(self._inbox) > _READY_AHEAD - _INTENT_CHUNK:
+                            await self._changed.wait()
                         chunk = jobs[start : start + _READY_AHEAD - len(self._inbox)]
                         start += len(chunk)
                         for job in chunk:
@@ -293,16 +278,15 @@ class SendPool:
             if not self._inbox:
                 if self._feed_done and self._counts.in_flight == 0 and not self._waiting:
                     return
-                await self._next_change()
+                await self._changed.wait()
                 continue
             job = self._inbox.popleft()
-            if len(self._inbox) <= _READY_AHEAD - _INTENT_CHUNK:
-                self._room.set()  # room for the feeder
+            self._notify()  # room for the feeder
             self._reserved[job.row] = job
             if job.attempts:  # a retry: it needs a fresh intent before it leaves
                 await self.writer.intents([job.row])
             while self._counts.in_flight >= self._counts.capacity and not self.stopping:
-                await self._next_change()
+                await self._changed.wait()
             refused = await self._wait_turn()
             if self.stopping:
                 break
