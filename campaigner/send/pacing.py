@@ -41,8 +41,8 @@ class PacerSettings:
     streak_s: float = 5.0  # throttles closer than this continue a streak
     recover_per_s: float = 0.1  # fraction of the full rate regained per clean second
     min_rate: float = 1.0
-    # Under this rate a sleep lasts at least ``group_intervals`` (at most ``group_max_s``),
-    # so the starts due by then go in one wake-up. Each wake-up of a loop costs more CPU than
+    # Under this rate a sleep lasts until ``group_intervals`` starts are due (at most
+    # ``group_max_s``), and they go in one wake-up. Each wake-up of a loop costs more CPU than
     # the start it makes (measured: 4 runs at 60/s woke 3.4 times per message), and the
     # tolerance above lets the grouped starts catch up, so the rate is the same.
     group_below_rate: float = 100.0
