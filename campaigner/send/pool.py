@@ -140,12 +140,16 @@ class SendPool:
         self._feed_done = False
         self._stopping = anyio.Event()
         self._changed = anyio.Event()
+        self._room = anyio.Event()  # the dispatcher took rows: the feeder may add more
         self._rng = random.Random()
         self._unreachable_since: float | None = None
         self._give_up: asyncio.TimerHandle | None = None  # fires at the outage limit
         self._ready_wait = anyio.CancelScope()  # a wait for connections; stop cancels it
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._closed = False
+        # The loop's own clock and sleep, not anyio's: those look up the running async
+        # library at every call, and the send path asks the time several times a message.
+        self._clock: Callable[[], float] = time.monotonic
         self._counts.capacity = self._capacity()
 
     # -- control and results ------------------------------------------------------------
@@ -195,10 +199,26 @@ class SendPool:
     def _notify(self) -> None:
         """Wake whoever waits for a change: a new row, a free slot, a due retry, a stop."""
         self._changed.set()
-        self._changed = anyio.Event()
+
+    async def _next_change(self) -> None:
+        """Wait for the next ``_notify``. The event is renewed by the first waiter after a
+        change, not by every change: most changes (an answer) find nobody waiting, and a
+        new event for each cost more than the answer's own bookkeeping."""
+        if self._changed.is_set():
+            self._changed = anyio.Event()
+        await self._changed.wait()
+
+    async def _room_ahead(self) -> None:
+        """Wait until the dispatcher has taken a commit's worth of the rows ahead (the
+        feeder woke at every answer and every start to find it had not, twice a message)."""
+        while len(self._inbox) > _READY_AHEAD - _INTENT_CHUNK:
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()
 
     async def run(self, feed: AsyncIterator[list[Job]]) -> None:
         """Send every job from ``feed``; returns when all are settled or the pool stopped."""
+        self._clock = asyncio.get_running_loop().time
         if self.quiet_gc:
             # A full collection over the start-up heap (polars, phonenumbers metadata, ...)
             # stalls the loop for 20-60 ms: every start due meanwhile is lost throughput.
@@ -218,7 +238,7 @@ class SendPool:
                 await self._dispatch()
                 # Stopped or done: requests in flight finish (and retries due are dropped).
                 while self._counts.in_flight:
-                    await self._changed.wait()
+                    await self._next_change()
                 background.cancel_scope.cancel()
         finally:
             _quick_switches.leave()
@@ -256,8 +276,7 @@ class SendPool:
                     self._counts.queued += len(jobs)
                     start = 0
                     while start < len(jobs):
-                        while len(self._inbox) > _READY_AHEAD - _INTENT_CHUNK:
-                            await self._changed.wait()
+                        await self._room_ahead()
                         chunk = jobs[start : start + _READY_AHEAD - len(self._inbox)]
                         start += len(chunk)
                         for job in chunk:
@@ -278,26 +297,27 @@ class SendPool:
             if not self._inbox:
                 if self._feed_done and self._counts.in_flight == 0 and not self._waiting:
                     return
-                await self._changed.wait()
+                await self._next_change()
                 continue
             job = self._inbox.popleft()
-            self._notify()  # room for the feeder
+            if len(self._inbox) <= _READY_AHEAD - _INTENT_CHUNK:
+                self._room.set()  # room for the feeder
             self._reserved[job.row] = job
             if job.attempts:  # a retry: it needs a fresh intent before it leaves
                 await self.writer.intents([job.row])
             while self._counts.in_flight >= self._counts.capacity and not self.stopping:
-                await self._changed.wait()
+                await self._next_change()
             refused = await self._wait_turn()
             if self.stopping:
                 break
             if refused is not None:
                 del self._reserved[job.row]
-                self._answered(job, anyio.current_time(), refused)
+                self._answered(job, self._clock(), refused)
                 continue
             request = client.prepare(job.query)  # signed now: date and nonce are fresh
             crash_point("after_intent")
             # From here to the write nothing yields: grant time ≈ wire time.
-            now = anyio.current_time()
+            now = self._clock()
             self._pacer.start(now)
             del self._reserved[job.row]
             self._counts.in_flight += 1
@@ -310,14 +330,14 @@ class SendPool:
     async def _wait_turn(self) -> Reply | None:
         """Wait for the pacer and for an open connection (None), or CAMS is unreachable."""
         while not self.stopping:
-            now = anyio.current_time()
+            now = self._clock()
             wait = self._pacer.delay(now)
             if wait > 0.5:  # a pause (outage, Retry-After): a stop must not wait it out
                 with anyio.move_on_after(wait):
                     await self._stopping.wait()
                 continue
             if wait > 0:
-                await anyio.sleep(self._pacer.nap(now, wait))
+                await asyncio.sleep(self._pacer.nap(now, wait))
                 continue
             # An open connection first, so that the grant is the moment of writing. While
             # CAMS is unreachable this waits for a connect attempt (seconds): stop cancels it.
@@ -327,13 +347,13 @@ class SendPool:
                 return None
             if refused is not None:
                 return refused
-            if self._pacer.delay(anyio.current_time()) > 0:
+            if self._pacer.delay(self._clock()) > 0:
                 continue
             wait = await self._budget_wait()
             if wait <= 0:
                 return None  # granted: the caller starts without yielding
             if wait < _BUDGET_RETRY_S:  # the next grant is due in a few ms
-                await anyio.sleep(wait)
+                await asyncio.sleep(wait)
                 continue
             with anyio.move_on_after(wait):  # the budget cannot answer: a stop must not wait
                 await self._stopping.wait()
@@ -361,7 +381,7 @@ class SendPool:
         if self._closed:  # the run was aborted: the journal keeps this row in intent
             return
         self._counts.in_flight -= 1
-        now = anyio.current_time()
+        now = self._clock()
         latency = now - started
         self._counts.latency_s = (
             latency if not self._counts.latency_s else 0.9 * self._counts.latency_s + 0.1 * latency
