@@ -27,14 +27,18 @@ OUT = ROOT / "bench" / "out" / "pair"
 _CPU = re.compile(r"server CPU [\d.]+ s = ([\d.]+) ms per message")
 
 
+def remove_worktree(path: Path) -> None:
+    if path != ROOT and path.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def worktree(rev: str, name: str) -> Path:
     """A detached worktree of ``rev`` (made afresh), or the work tree itself for ``rev=''``."""
     if not rev:
         return ROOT
     path = OUT / name
-    if path.exists():
-        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
-        shutil.rmtree(path, ignore_errors=True)
+    remove_worktree(path)
     subprocess.run(
         ["git", "worktree", "add", "--detach", "--force", str(path), rev],
         cwd=ROOT,
@@ -63,7 +67,15 @@ def main() -> None:
     args, extra = parser.parse_known_args()
     OUT.mkdir(parents=True, exist_ok=True)
     trees = {"A": worktree(args.rev_a, "A"), "B": worktree(args.rev_b, "B")}
-    for run in range(1, args.runs + 1):
+    try:
+        compare(trees, args.rev_a, args.rev_b, args.runs, extra)
+    finally:  # copies of the code under bench/out would be found by linters and tests
+        for tree in trees.values():
+            remove_worktree(tree)
+
+
+def compare(trees: dict[str, Path], rev_a: str, rev_b: str, runs: int, extra: list[str]) -> None:
+    for run in range(1, runs + 1):
         results: dict[str, str] = {}
         threads = [
             threading.Thread(target=bench, args=(tree, name, extra, results))
@@ -78,8 +90,8 @@ def main() -> None:
             sys.exit(f"a run printed no CPU figure: see {OUT}/A.out and {OUT}/B.out")
         a, b = (float(m.group(1)) for m in figures.values() if m is not None)
         print(
-            f"run {run}: A {args.rev_a or 'work tree'} {a:.2f} ms per message, "
-            f"B {args.rev_b or 'work tree'} {b:.2f} ms per message, B/A {b / a:.3f}",
+            f"run {run}: A {rev_a or 'work tree'} {a:.2f} ms per message, "
+            f"B {rev_b or 'work tree'} {b:.2f} ms per message, B/A {b / a:.3f}",
             flush=True,
         )
 
