@@ -85,8 +85,11 @@ log = logging.getLogger(__name__)
 # next commit catches up in one go. A crash leaves at most these few in ``intent`` unsent.
 _INTENT_CHUNK = 8
 _READY_AHEAD = 64
+_REFILL_AT = _READY_AHEAD - _INTENT_CHUNK  # rows ahead at which the feeder commits more
 _BACKOFF_BASE_S, _BACKOFF_CAP_S = 0.5, 30.0
 _BUDGET_RETRY_S = 0.5  # asking again a rate budget that cannot answer (Redis gone)
+# The hot path reads time.monotonic() (the asyncio loop's own clock) and sleeps on asyncio:
+# anyio's current_time and sleep look up the running async library at every call.
 
 
 @dataclass(slots=True)
@@ -147,9 +150,6 @@ class SendPool:
         self._ready_wait = anyio.CancelScope()  # a wait for connections; stop cancels it
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._closed = False
-        # The loop's own clock and sleep, not anyio's: those look up the running async
-        # library at every call, and the send path asks the time several times a message.
-        self._clock: Callable[[], float] = time.monotonic
         self._counts.capacity = self._capacity()
 
     # -- control and results ------------------------------------------------------------
@@ -211,14 +211,13 @@ class SendPool:
     async def _room_ahead(self) -> None:
         """Wait until the dispatcher has taken a commit's worth of the rows ahead (the
         feeder woke at every answer and every start to find it had not, twice a message)."""
-        while len(self._inbox) > _READY_AHEAD - _INTENT_CHUNK:
+        while len(self._inbox) > _REFILL_AT:
             if self._room.is_set():
                 self._room = anyio.Event()
             await self._room.wait()
 
     async def run(self, feed: AsyncIterator[list[Job]]) -> None:
         """Send every job from ``feed``; returns when all are settled or the pool stopped."""
-        self._clock = asyncio.get_running_loop().time
         if self.quiet_gc:
             # A full collection over the start-up heap (polars, phonenumbers metadata, ...)
             # stalls the loop for 20-60 ms: every start due meanwhile is lost throughput.
@@ -300,7 +299,7 @@ class SendPool:
                 await self._next_change()
                 continue
             job = self._inbox.popleft()
-            if len(self._inbox) <= _READY_AHEAD - _INTENT_CHUNK:
+            if len(self._inbox) <= _REFILL_AT:
                 self._room.set()  # room for the feeder
             self._reserved[job.row] = job
             if job.attempts:  # a retry: it needs a fresh intent before it leaves
@@ -312,12 +311,12 @@ class SendPool:
                 break
             if refused is not None:
                 del self._reserved[job.row]
-                self._answered(job, self._clock(), refused)
+                self._answered(job, time.monotonic(), refused)
                 continue
             request = client.prepare(job.query)  # signed now: date and nonce are fresh
             crash_point("after_intent")
             # From here to the write nothing yields: grant time ≈ wire time.
-            now = self._clock()
+            now = time.monotonic()
             self._pacer.start(now)
             del self._reserved[job.row]
             self._counts.in_flight += 1
@@ -330,7 +329,7 @@ class SendPool:
     async def _wait_turn(self) -> Reply | None:
         """Wait for the pacer and for an open connection (None), or CAMS is unreachable."""
         while not self.stopping:
-            now = self._clock()
+            now = time.monotonic()
             wait = self._pacer.delay(now)
             if wait > 0.5:  # a pause (outage, Retry-After): a stop must not wait it out
                 with anyio.move_on_after(wait):
@@ -347,7 +346,7 @@ class SendPool:
                 return None
             if refused is not None:
                 return refused
-            if self._pacer.delay(self._clock()) > 0:
+            if self._pacer.delay(time.monotonic()) > 0:
                 continue
             wait = await self._budget_wait()
             if wait <= 0:
@@ -381,7 +380,7 @@ class SendPool:
         if self._closed:  # the run was aborted: the journal keeps this row in intent
             return
         self._counts.in_flight -= 1
-        now = self._clock()
+        now = time.monotonic()
         latency = now - started
         self._counts.latency_s = (
             latency if not self._counts.latency_s else 0.9 * self._counts.latency_s + 0.1 * latency
