@@ -7,7 +7,7 @@ Nothing here prints: messages go to ``say``, questions to ``confirm``, progress 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -31,6 +31,7 @@ from campaigner.options import (
 )
 from campaigner.preview import PreviewResult, run_preview
 from campaigner.runstate import RunInfo
+from campaigner.sharedloop import SharedLoop
 from campaigner.signing import Credentials
 from campaigner.stopping import RunControl
 
@@ -51,6 +52,7 @@ __all__ = (
     "SendOptions",
     "SendProgress",
     "SendResult",
+    "SharedLoop",
     "StatusOptions",
     "StatusResult",
     "TestSendAnswer",
@@ -75,6 +77,13 @@ def _quiet(message: str) -> None:
 
 def _decline(question: str) -> bool:
     return False
+
+
+def _run(send: Callable[[], Awaitable[SendResult]], loop: SharedLoop | None) -> SendResult:
+    """A send in ``loop``, or in an event loop of its own."""
+    import anyio
+
+    return loop.run(send) if loop is not None else anyio.run(send)
 
 
 def _campaign(options: PreviewOptions | SendOptions, say: Say) -> Campaign:
@@ -103,14 +112,15 @@ def send(
     confirm: Confirm = _decline,
     say: Say = _quiet,
     control: RunControl | None = None,
+    loop: SharedLoop | None = None,
 ) -> SendResult:
     """Validate every row, then send the valid ones and write the report.
 
     A question ``confirm`` answers no raises ``ConfirmationDeclined``; a signal that stops
     the send raises ``RunStopped`` carrying the result as far as it got. With ``control``
     (a send in another thread) its ``stop`` ends the send instead of signals, and the
-    result's ``stop_reason`` says why."""
-    import anyio
+    result's ``stop_reason`` says why. With ``loop`` the send runs in that event loop,
+    beside the other sends there; without, in one of its own."""
 
     from campaigner.sending import run_send
     from campaigner.sim.sandbox import SANDBOX_KEY_ID, SANDBOX_SECRET, serve_sandbox
@@ -130,7 +140,7 @@ def send(
         if progress is not None:
             progress(SendProgress.of(stats, total))
 
-    return anyio.run(
+    return _run(
         partial(
             run_send,
             campaign,
@@ -141,7 +151,9 @@ def send(
             say=say,
             sandbox=sandbox,
             control=control,
-        )
+            shared=loop is not None,
+        ),
+        loop,
     )
 
 
@@ -390,12 +402,12 @@ def retry(
     confirm: Confirm = _decline,
     say: Say = _quiet,
     control: RunControl | None = None,
+    loop: SharedLoop | None = None,
 ) -> SendResult:
     """A new run (under ``out``, default: beside ``run_dir``) that sends again the rows of
     ``run_dir`` that failed with a retriable code: ``codes`` (exact codes and ``Prefix.*``),
     by default ``retriable.DEFAULT_RETRIABLE``. The runs are linked both ways; the old
     run's report gets a ``retried_in`` column. Errors and signals as ``send``."""
-    import anyio
 
     from campaigner.retriable import DEFAULT_RETRIABLE, parse_codes
     from campaigner.retrying import choose_rows, hold_run, mark_old_report, retry_question
@@ -425,7 +437,7 @@ def retry(
                 progress(SendProgress.of(stats, total))
 
         try:
-            return anyio.run(
+            return _run(
                 partial(
                     run_send,
                     choice.campaign,
@@ -436,7 +448,9 @@ def retry(
                     say=say,
                     control=control,
                     retry=choice.plan,
-                )
+                    shared=loop is not None,
+                ),
+                loop,
             )
         finally:
             mark_old_report(run_dir, say)

@@ -13,11 +13,13 @@ import resource
 import shlex
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -92,6 +94,14 @@ log = logging.getLogger(__name__)
 _PROGRESS_EVERY_S = 0.5
 # Journal states a row is reported in as they are.
 _SETTLED = (JournalState.SENT, JournalState.FAILED, JournalState.UNKNOWN)
+
+
+T = TypeVar("T")
+
+
+async def _blocking(shared: bool, func: Callable[[], T]) -> T:
+    """Long file work: in a worker thread when the event loop is shared with other sends."""
+    return await anyio.to_thread.run_sync(func) if shared else func()
 
 
 # Callbacks the CLI provides: ask a yes/no question; show progress; say something.
@@ -181,6 +191,7 @@ async def run_send(
     sandbox: Any = None,
     control: RunControl | None = None,
     retry: RetryPlan | None = None,
+    shared: bool = False,
 ) -> SendResult:
     """Validate, confirm, then send every sendable row and rebuild the report.
 
@@ -188,8 +199,12 @@ async def run_send(
     that many rows, then stop resumably; ``retry``: send only its rows (a new run).
 
     With ``control`` the send stops when it asks (and not on signals: it may run in any
-    thread); it learns the run folder as soon as one exists."""
+    thread); it learns the run folder as soon as one exists. ``shared``: the event loop
+    sends other runs too, so the long file work (reading and checking the list, creating
+    the run, the report) happens in worker threads, where it cannot stall their sends."""
     started = time.perf_counter()
+    if control is None and threading.current_thread() is not threading.main_thread():
+        control = RunControl()  # only the main thread receives signals: nothing to watch
     plan = Plan(campaign)
     check_endpoint(options.endpoint)
     settings = campaign.send
@@ -210,7 +225,7 @@ async def run_send(
         run_dir = options.resume
     else:
         path = resolve_input(campaign, options.input_path)
-    table = open_campaign_input(campaign, path, plan)
+    table = await _blocking(shared, partial(open_campaign_input, campaign, path, plan))
     meta = campaign_meta(campaign, path)
     meta["destination"] = destination(options.endpoint, sandbox is not None)
     want_xlsx = table.kind == "xlsx" if options.xlsx is None else options.xlsx
@@ -223,10 +238,10 @@ async def run_send(
     screens = WorkspaceScreen(
         plan, workspace, only_new=only_new, destination=meta["destination"], this_run=run_dir
     )
-    tally = _validate_all(plan, table, screens.check())
+    tally = await _blocking(shared, lambda: _validate_all(plan, table, screens.check()))
     invalid = tally.rows - tally.count(Status.WOULD_SEND) - sum(tally.count(s) for s in HELD)
     if starts and not options.again:
-        earlier = find_earlier_runs(options.out, meta, registry)
+        earlier = await _blocking(shared, partial(find_earlier_runs, options.out, meta, registry))
         if only_new:  # rows earlier runs sent are already_sent: none can go twice
             earlier = [EarlierRun(r.run_dir, r.created_at, r.finished, 0) for r in earlier]
         check_earlier_runs(earlier, confirm, yes=options.yes, sandbox=sandbox is not None)
@@ -246,7 +261,10 @@ async def run_send(
 
     if run_dir is None:
         try:
-            run_dir, lock = create_run(options.out, campaign.name, meta)
+            created_dir, lock = await _blocking(
+                shared, partial(create_run, options.out, campaign.name, meta)
+            )
+            run_dir = created_dir
         except Exception as exc:
             problem = storage_problem(meaningful_leaf(exc))
             if problem is None:
@@ -323,8 +341,8 @@ async def run_send(
             )
             stop.restore()  # the wait's signal receiver left Python's defaults behind
             waiting = False
-            if cancelled_by is not None:
-                rebuild_report(run_dir, plan, table, journal)  # every row not_attempted
+            if cancelled_by is not None:  # every row not_attempted
+                await _blocking(shared, partial(rebuild_report, run_dir, plan, table, journal))
                 raise cancelled_error(cancelled_by, run_dir / "report.csv")
         counts = journal.counts()
         settled = sum(counts.get(s, 0) for s in _SETTLED)
@@ -359,8 +377,8 @@ async def run_send(
         resume_with = _resume_command(campaign, options, run_dir, sandbox=sandbox is not None)
         stopped = (pool.stop_reason or "stopped") if pool.stopping else None
         journal.set_meta(ending_meta(stopped, limit.reason, resume_with))
-        final = rebuild_report(run_dir, plan, table, journal)  # in the run's formats
-        _record_sends(workspace, campaign.name, run_dir, say)
+        final = await _blocking(shared, partial(rebuild_report, run_dir, plan, table, journal))
+        await _blocking(shared, partial(_record_sends, workspace, campaign.name, run_dir, say))
         seconds = time.perf_counter() - started
         stats = pool.statistics()
         send_span = (

@@ -59,7 +59,8 @@ def test_limit_sends_the_first_rows_then_resume_sends_the_rest_once(
     assert second.run_dir == first.run_dir
     assert sorted(sent_to(sandbox, before)) == sorted(PHONES[:4])
     third = api.send(replace(options, resume=first.run_dir, limit=None))
-    assert sorted(sent_to(sandbox, before)) == sorted(PHONES)  # each row exactly once over the three sends
+    # Each row exactly once over the three sends.
+    assert sorted(sent_to(sandbox, before)) == sorted(PHONES)
     assert third.stop_reason is None
     rows = report_rows(first.run_dir)
     assert [rows[r]["status"] for r in range(2, 7)] == ["sent"] * 5

@@ -1,5 +1,6 @@
-"""Sends the web app runs: each ``api.send`` in its own thread (its own event loop), with
-a ``RunControl`` for Pause and Cancel, and the latest progress kept for the run page.
+"""Sends the web app runs, all in one event loop of their own (``api.SharedLoop``; each
+run has a thread that waits for it), with a ``RunControl`` for Pause and Cancel, and the
+latest progress kept for the run page.
 
 Pause stops taking new rows (the requests in flight finish and are journaled); Resume is
 ``--resume`` of the same run folder, so a resumed run never sends a row twice. Which
@@ -81,6 +82,7 @@ class Runner:
         self._runs: dict[str, ActiveRun] = {}  # by run id, once the run folder exists
         self._starting: list[ActiveRun] = []
         self._once: dict[str, ActiveRun] = {}  # by draft: its one send
+        self._loop = api.SharedLoop()
 
     def active(self, run_id: str) -> ActiveRun | None:
         with self._lock:
@@ -127,7 +129,11 @@ class Runner:
                 return earlier
             run = self._launch(
                 lambda run: api.send(
-                    options, run.on_progress, say=run.notices.append, control=run.control
+                    options,
+                    run.on_progress,
+                    say=run.notices.append,
+                    control=run.control,
+                    loop=self._loop,
                 ),
                 at=at,
             )
@@ -157,6 +163,7 @@ class Runner:
                 yes=True,
                 say=run.notices.append,
                 control=run.control,
+                loop=self._loop,
             )
         )
 
@@ -282,3 +289,7 @@ class Runner:
         deadline = time.monotonic() + timeout_s
         for run in runs:
             run.finished.wait(max(deadline - time.monotonic(), 0.0))
+        with self._lock:
+            idle = all(r.finished.is_set() for r in (*self._runs.values(), *self._starting))
+        if idle:  # a scheduled run still waits in the loop: it ends with the process
+            self._loop.close()
