@@ -41,6 +41,25 @@ def test_open_creates_the_workspace_and_the_contract_schema(tmp_path: Path) -> N
     db.close()
 
 
+def test_a_store_made_with_the_earlier_key_keeps_working(tmp_path: Path) -> None:
+    # Stores made before the receipts table had a rowid keep their WITHOUT ROWID table.
+    db = sqlite3.connect(tmp_path / RECEIPTS_NAME)
+    db.execute(
+        "CREATE TABLE receipts (message_id TEXT NOT NULL, status TEXT NOT NULL, ts_ms INTEGER, "
+        "error_code TEXT, error_description TEXT, recipient TEXT, sender TEXT, "
+        "source TEXT NOT NULL, received_ms INTEGER NOT NULL, raw TEXT NOT NULL, "
+        "PRIMARY KEY (message_id, status)) WITHOUT ROWID"
+    )
+    db.close()
+    with ReceiptStore.open(tmp_path) as store:
+        assert store.add_receipts([receipt("m1", "Sent", None), receipt("m1", "Read")]) == 2
+        assert store.add_receipts([receipt("m1", "Sent"), receipt("m1", "Read")]) == 1
+    db = sqlite3.connect(tmp_path / RECEIPTS_NAME)
+    rows = db.execute("SELECT status, ts_ms FROM receipts ORDER BY 1").fetchall()
+    assert rows == [("Read", 1_700_000_000_000), ("Sent", 1_700_000_000_000)]  # time filled in
+    db.close()
+
+
 def test_receipts_are_idempotent_on_message_id_and_status(tmp_path: Path) -> None:
     with ReceiptStore.open(tmp_path) as store:
         assert store.add_receipts([receipt("m1", "Sent"), receipt("m1", "Delivered")]) == 2

@@ -56,8 +56,7 @@ LOOKUP_CHANNELS: Final = frozenset({"whatsapp", "viber"})
 _EMPTY_STORE: Final = """
 CREATE TABLE rc.receipts(message_id TEXT NOT NULL, status TEXT NOT NULL, ts_ms INTEGER,
     error_code TEXT, error_description TEXT, recipient TEXT, sender TEXT, source TEXT NOT NULL,
-    received_ms INTEGER NOT NULL, raw TEXT NOT NULL, PRIMARY KEY (message_id, status))
-    WITHOUT ROWID;
+    received_ms INTEGER NOT NULL, raw TEXT NOT NULL, UNIQUE (message_id, status));
 CREATE TABLE rc.inbound(message_id TEXT PRIMARY KEY, sender TEXT, recipient TEXT, type TEXT,
     text TEXT, payload TEXT, ts_ms INTEGER, source TEXT NOT NULL, received_ms INTEGER NOT NULL,
     raw TEXT NOT NULL);
