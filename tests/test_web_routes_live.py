@@ -89,13 +89,16 @@ class Server:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(30)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 60) -> int | None:
+        """SIGTERM; the exit code, or None when it had to be killed after ``timeout_s``."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(60)
+                return self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+                return None
+        return self.process.returncode if self.process is not None else None
 
 
 @pytest.fixture
@@ -288,10 +291,12 @@ def test_a_generated_password_is_printed_once_and_only_its_hash_kept(out: Path) 
 
 def test_listening_beyond_loopback_warns_to_put_tls_in_front(tmp_path: Path) -> None:
     wide = Server(tmp_path / "wide" / "out", host="0.0.0.0").start()
-    wide.stop()
+    # Stopped as soon as it printed its address: a SIGTERM before uvicorn took the signals
+    # over used to be ignored, and the server ran on.
+    assert wide.stop(timeout_s=30) == 0
     assert "TLS" in wide.stderr.read_text()
     local = Server(tmp_path / "local" / "out").start()
-    local.stop()
+    assert local.stop(timeout_s=30) == 0
     assert "TLS" not in local.stderr.read_text()
 
 

@@ -24,10 +24,6 @@ _BACKLOG = 1024
 _GRACEFUL_S = 5  # open event streams are closed after this at shutdown
 
 
-def _ignore(signum: int, frame: object) -> None:
-    pass
-
-
 def serve(
     *,
     host: str,
@@ -56,7 +52,18 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=_GRACEFUL_S,
     )
+    server = uvicorn.Server(config)
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
     try:
+        # A stop from now on is graceful (runs stop, the workspace keeps which to resume):
+        # uvicorn takes SIGINT/SIGTERM over once it runs, and until then this asks it to stop
+        # as soon as it has started. It raises the signal again at the end, for the handler
+        # it found: this one, so that the stop is a clean exit.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
         if not is_loopback(host):
             warn(
                 f"warning: listening on {host}, not only this machine: put a TLS proxy "
@@ -70,10 +77,6 @@ def serve(
                 "sign in with the password printed at the first start (lost? delete "
                 f"{web.workspace.web_dir / PASSWORD_FILE} and start again, or set {PASSWORD_ENV})"
             )
-        # uvicorn handles SIGINT/SIGTERM (runs stop gracefully), then raises the signal again
-        # for the handlers it found: a no-op, so that the stop is a clean exit.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, _ignore)
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         sock.close()
