@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,8 +153,10 @@ class RunRegistry:
             self._warned = True
             self._warn(f"{what}; earlier runs are looked for only under --out")
 
-    def folders(self, name: str) -> list[Path]:
-        """Recorded run folders of campaign ``name``, oldest first."""
+    def folders(self, name: str, like: Mapping[str, str] | None = None) -> list[Path]:
+        """Recorded run folders of campaign ``name``, oldest first; with ``like`` (a run's
+        meta), only those recorded with the same campaign file, list and destination (or
+        recorded before records held them): the others need not be opened to be ruled out."""
         if self.path is None:
             return []
         try:
@@ -168,20 +170,24 @@ class RunRegistry:
         for line in lines:
             try:
                 entry = json.loads(line)
-                if entry["name"] == name and Path(entry["run_dir"]) not in found:
+                if entry["name"] != name or (like is not None and not _alike(entry, like)):
+                    continue
+                if Path(entry["run_dir"]) not in found:
                     found.append(Path(entry["run_dir"]))
             except (ValueError, KeyError, TypeError):
                 continue  # a torn or foreign line: the others still count
         return found
 
-    def record(self, name: str, run_dir: Path) -> None:
+    def record(self, name: str, run_dir: Path, meta: Mapping[str, str] | None = None) -> None:
         folder = run_dir.resolve()
         if folder in self.folders(name):
             return
         if self.path is None:
             self._warn_once("cannot record this run: no home folder for the record of runs")
             return
-        line = json.dumps({"name": name, "run_dir": str(folder)}, ensure_ascii=False) + "\n"
+        entry = {"name": name, "run_dir": str(folder)}
+        entry |= {k: meta[k] for k in _SAME_RUN_KEYS if meta is not None and k in meta}
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -189,6 +195,14 @@ class RunRegistry:
                 f.write(line)  # one append: concurrent runs do not interleave lines
         except OSError as exc:
             self._warn_once(f"cannot record this run in {self.path} ({exc.strerror or exc})")
+
+
+# What makes an earlier run one of the same campaign and list, to the same destination.
+_SAME_RUN_KEYS = ("campaign_sha256", "input_sha256", "destination")
+
+
+def _alike(entry: Mapping[str, object], meta: Mapping[str, str]) -> bool:
+    return all(entry[k] == meta[k] for k in _SAME_RUN_KEYS if k in entry and k in meta)
 
 
 # -- resume: what a run recorded, earlier runs of the same campaign, new run folders -----
@@ -253,7 +267,7 @@ def find_earlier_runs(
     if out.is_dir():
         for run_dir in sorted(out.glob(f"{run_folder_stem(meta['name'])}-*")):
             folders.setdefault(run_dir.resolve(), run_dir)
-    for run_dir in registry.folders(meta["name"]) if registry is not None else []:
+    for run_dir in registry.folders(meta["name"], meta) if registry is not None else []:
         folders.setdefault(run_dir.resolve(), run_dir)
     found: list[EarlierRun] = []
     for run_dir in folders.values():

@@ -115,3 +115,35 @@ def test_earlier_runs_of_a_long_named_campaign_are_found(tmp_path: Path) -> None
     journal.set_meta(meta)
     journal.close()
     assert [r.run_dir for r in find_earlier_runs(tmp_path, meta)] == [run]
+
+
+def test_earlier_runs_recorded_with_another_file_or_list_are_not_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign sent daily with a new list has hundreds of recorded runs: a send start
+    opens only the journals of those recorded with its campaign file, list and destination
+    (and those recorded before records held them)."""
+    meta = {"name": "daily", "campaign_sha256": "c1", "input_sha256": "i1", "destination": "cams"}
+    other = meta | {"input_sha256": "i2"}
+    registry = RunRegistry(print, tmp_path / "state" / "runs.jsonl")
+    runs = {}
+    for name, recorded in (("same", meta), ("other", other), ("unkeyed", None)):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        journal = Journal.in_run(run)
+        journal.set_meta({**(recorded or meta), "created_at": str(len(runs))})
+        journal.close()
+        registry.record("daily", run, recorded)
+        runs[name] = run.resolve()
+    opened: list[Path] = []
+    real_open = Journal.in_run
+
+    def counted(run_dir: Path, *, check: bool = True) -> Journal:
+        opened.append(run_dir.resolve())
+        return real_open(run_dir, check=check)
+
+    monkeypatch.setattr(Journal, "in_run", counted)
+    found = find_earlier_runs(tmp_path / "out", meta, registry)
+    assert [r.run_dir.resolve() for r in found] == [runs["same"], runs["unkeyed"]]
+    assert sorted(opened) == sorted([runs["same"], runs["unkeyed"]])
+    assert registry.folders("daily") == list(runs.values())  # without a meta: every one

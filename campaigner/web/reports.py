@@ -10,6 +10,7 @@ from collections import deque
 from pathlib import Path
 
 from campaigner import api
+from campaigner.report.summary import SUMMARY_NAME
 
 __all__ = ("ReportRebuilds",)
 
@@ -49,11 +50,22 @@ class ReportRebuilds:
 
     def refresh_soon(self, run_id: str, run_dir: Path, *, sending: bool) -> None:
         """Rebuild in the background when the last one is old enough and none is going on."""
-        when, cost = self._last.get(run_id, (0.0, 0.0))
+        last = self._last.get(run_id)
+        if last is None and sending:
+            # A run that has just begun has no receipts yet (one resumed after a restart shows
+            # its last funnel meanwhile): its first rebuild comes one period later.
+            self._last[run_id] = (time.monotonic(), 0.0)
+            return
+        when, cost = last or (0.0, 0.0)
         every, factor = (
             (_SENDING_EVERY_S, _SENDING_COST_FACTOR) if sending else (_MIN_EVERY_S, _COST_FACTOR)
         )
-        if time.monotonic() - when < max(every, cost * factor):
+        wait = max(every, cost * factor)
+        if time.monotonic() - when < wait:
+            return
+        age = _age(run_dir / SUMMARY_NAME)
+        if age is not None and age < wait:  # rebuilt meanwhile: the run's own final report
+            self._last[run_id] = (time.monotonic() - age, cost)
             return
         lock = self._run_lock(run_id)
         if not lock.acquire(blocking=False):
@@ -69,3 +81,11 @@ class ReportRebuilds:
                 lock.release()
 
         threading.Thread(target=rebuild, name="campaigner-report", daemon=True).start()
+
+
+def _age(path: Path) -> float | None:
+    """Seconds since ``path`` was written (None: there is none)."""
+    try:
+        return max(time.time() - path.stat().st_mtime, 0.0)
+    except OSError:
+        return None
