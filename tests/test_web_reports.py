@@ -29,22 +29,33 @@ def spied(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], threading.Event]:
     return rebuilt, happened
 
 
-def test_a_run_that_has_just_begun_sending_is_rebuilt_one_period_later(
+def test_a_run_that_has_just_begun_sending_is_rebuilt_one_period_after_its_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reports, "_SENDING_EVERY_S", 0.5)
+    monkeypatch.setattr(reports, "_SENDING_EVERY_S", 1.0)
     rebuilt, happened = spied(monkeypatch)
     run_dir = a_run(tmp_path)
     rebuilds = ReportRebuilds()
-    began = time.monotonic()
-    rebuilds.refresh_soon("r1", run_dir, sending=True)
-    rebuilds.refresh_soon("r1", run_dir, sending=True)
+    began = time.time() - 0.5  # created half a second ago
+    rebuilds.refresh_soon("r1", run_dir, sending=True, began=began)
+    rebuilds.refresh_soon("r1", run_dir, sending=True, began=began)
     assert not happened.wait(0.2) and rebuilt == []  # nothing to count yet
     while not happened.is_set():
-        rebuilds.refresh_soon("r1", run_dir, sending=True)
-        assert time.monotonic() - began < 10
+        rebuilds.refresh_soon("r1", run_dir, sending=True, began=began)
+        assert time.time() - began < 10
         time.sleep(0.05)
-    assert rebuilt == ["r1"] and time.monotonic() - began >= 0.5
+    assert rebuilt == ["r1"] and time.time() - began >= 1.0
+
+
+def test_a_run_watched_long_after_it_began_sending_is_rebuilt_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI run, or one this server resumed after a restart: its receipts are counted as
+    soon as its page is open."""
+    rebuilt, happened = spied(monkeypatch)
+    rebuilds = ReportRebuilds()
+    rebuilds.refresh_soon("r1", a_run(tmp_path), sending=True, began=time.time() - 3600)
+    assert happened.wait(10) and rebuilt == ["r1"]
 
 
 def test_a_run_that_is_not_sending_is_rebuilt_when_first_watched(

@@ -48,14 +48,19 @@ class ReportRebuilds:
             points.append((round(time.time(), 1), delivery.delivered))
         return result
 
-    def refresh_soon(self, run_id: str, run_dir: Path, *, sending: bool) -> None:
-        """Rebuild in the background when the last one is old enough and none is going on."""
+    def refresh_soon(
+        self, run_id: str, run_dir: Path, *, sending: bool, began: float | None = None
+    ) -> None:
+        """Rebuild in the background when the last one is old enough and none is going on.
+        ``began``: when the run was created (a Unix time), if known."""
         last = self._last.get(run_id)
-        if last is None and sending:
-            # A run that has just begun has no receipts yet (one resumed after a restart shows
-            # its last funnel meanwhile): its first rebuild comes one period later.
-            self._last[run_id] = (time.monotonic(), 0.0)
-            return
+        if last is None and sending and began is not None:
+            age = time.time() - began
+            if 0 <= age < _SENDING_EVERY_S:
+                # A run that has just begun has no receipts to count yet: its first rebuild
+                # comes one period after its start, as if one had been made then.
+                self._last[run_id] = (time.monotonic() - age, 0.0)
+                return
         when, cost = last or (0.0, 0.0)
         every, factor = (
             (_SENDING_EVERY_S, _SENDING_COST_FACTOR) if sending else (_MIN_EVERY_S, _COST_FACTOR)
@@ -63,9 +68,9 @@ class ReportRebuilds:
         wait = max(every, cost * factor)
         if time.monotonic() - when < wait:
             return
-        age = _age(run_dir / SUMMARY_NAME)
-        if age is not None and age < wait:  # rebuilt meanwhile: the run's own final report
-            self._last[run_id] = (time.monotonic() - age, cost)
+        written = _age(run_dir / SUMMARY_NAME)
+        if written is not None and written < wait:  # rebuilt meanwhile: the run's own report
+            self._last[run_id] = (time.monotonic() - written, cost)
             return
         lock = self._run_lock(run_id)
         if not lock.acquire(blocking=False):

@@ -92,6 +92,7 @@ def run_status(app: Web, run_id: str) -> dict[str, Any] | None:
     return {
         "run": run_id,
         "name": info.name,
+        "created_at": info.created_at,
         "state": state,
         "counts": counts,
         "rate": round(rate, 1),
@@ -158,7 +159,9 @@ async def run_events(request: Request) -> Response:
             yield f"data: {json.dumps(status)}\n\n"
             if status["state"] != "interrupted":  # receipts may be arriving: recount them
                 sending = status["state"] in _ACTIVE_STATES
-                app.reports.refresh_soon(run_id, app.workspace.out / run_id, sending=sending)
+                app.reports.refresh_soon(
+                    run_id, app.workspace.out / run_id, sending=sending, began=status["created_at"]
+                )
             due += EVENT_EVERY_S  # a steady beat, whatever each event took
             await anyio.sleep(max(due - anyio.current_time(), 0.0))
 
