@@ -293,7 +293,7 @@ async def run_send(
         journal.close()
         lock.release()
         raise
-    registry.record(campaign.name, run_dir, meta)
+    await _blocking(shared, partial(registry.record, campaign.name, run_dir, meta))
     if retry is not None and options.resume is None:
         link_retry(retry, run_dir)  # before anything is sent: the rows are never retried twice
     if control is not None:
